@@ -1,0 +1,3 @@
+from convai_sync.cli import main
+
+main()

@@ -1,0 +1,192 @@
+"""Command-line interface: parse, call, render, exit code. No logic here."""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from typing import Any, Callable
+
+import click
+
+from . import __version__
+from .account import EMULATOR_SECRET, Target, open_account
+from .errors import ConvaiSyncError
+from .executor import execute
+from .manifest import LoadedManifest, ResolvedSecrets, load_manifest, resolve_secrets
+from .plan import Plan
+from .planner import Brakes, build_plan
+from .progress import StderrProgress
+from .providers.convai import ConvaiClient
+from .render.text import render_plan, render_report, use_color
+from .secrets import scrub
+
+EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
+log = logging.getLogger("convai_sync")
+
+
+def _manifest_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("-f", "--file", "manifest_path", required=True, metavar="MANIFEST",
+                        type=click.Path(dir_okay=True), help="The manifest (YAML).")(f)
+
+
+def _account_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    f = click.option("--api-url", envvar="CONVAI_API_URL", metavar="URL",
+                     help="Convai API base URL [env CONVAI_API_URL; default https://api.convai.com].")(f)
+    f = click.option("--emulator", is_flag=True,
+                     help="Run against an in-process emulator seeded with demo state.")(f)
+    f = click.option("--parallelism", type=click.IntRange(1, 64), default=8, show_default=True,
+                     help="Concurrent writes inside a phase.")(f)
+    f = click.option("-v", "--verbose", count=True, help="More detail on stderr (-vv for HTTP).")(f)
+    return f
+
+
+def _brake_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    f = click.option("--allow-empty", is_flag=True,
+                     help="Allow an empty models list with prune to deregister every model.")(f)
+    f = click.option("--allow-deregister", is_flag=True,
+                     help="Allow more deregistrations/replacements than settings.max_deregister.")(f)
+    return f
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="convai-sync")
+def cli() -> None:
+    """Terraform-style GitOps for the custom LLMs behind Convai characters."""
+
+
+@cli.command()
+@_manifest_option
+def validate(manifest_path: str) -> None:
+    """Check a manifest offline: syntax, types, references. Exit 0 if valid."""
+    loaded = load_manifest(manifest_path)
+    m = loaded.manifest
+    click.echo(f"{manifest_path}: valid ({len(m.models)} models, {len(m.characters)} characters)")
+
+
+@cli.command()
+@_manifest_option
+@_account_options
+@_brake_options
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when there are changes.")
+def plan(manifest_path: str, fmt: str, detailed_exitcode: bool, **opts: Any) -> None:
+    """Show what apply would change, in the order it would change it."""
+    loaded = load_manifest(manifest_path)
+    secrets = _secrets(loaded, opts["emulator"], strict=False)
+    with open_account(_target(opts, loaded)) as client:
+        result = _plan(loaded, client, opts)
+    _emit_plan(result, fmt)
+    _warn_missing(secrets)
+    sys.exit(EXIT_CHANGES if detailed_exitcode and not result.empty else EXIT_OK)
+
+
+@cli.command()
+@_manifest_option
+@_account_options
+@_brake_options
+@click.option("--auto-approve", is_flag=True, help="Apply without asking.")
+def apply(manifest_path: str, auto_approve: bool, **opts: Any) -> None:
+    """Plan, confirm, then apply phase by phase."""
+    loaded = load_manifest(manifest_path)
+    secrets = _secrets(loaded, opts["emulator"], strict=True)
+    with open_account(_target(opts, loaded)) as client:
+        result = _plan(loaded, client, opts)
+        _emit_plan(result, "text")
+        if result.empty:
+            return
+        _confirm(auto_approve)
+        report = execute(result, client, secrets.keys, parallelism=opts["parallelism"],
+                         progress=StderrProgress(sys.stderr))
+    click.echo(render_report(report), nl=False)
+    sys.exit(EXIT_OK if report.ok else EXIT_ERROR)
+
+
+def _target(opts: dict[str, Any], loaded: LoadedManifest) -> Target:
+    _configure_logging(opts["verbose"])
+    dialect = loaded.manifest.settings.api_dialect
+    return Target(api_url=opts["api_url"], emulator=opts["emulator"],
+                  emulator_dialect="llm-models" if dialect == "auto" else dialect,
+                  parallelism=opts["parallelism"])
+
+
+def _plan(loaded: LoadedManifest, client: ConvaiClient, opts: dict[str, Any]) -> Plan:
+    live = client.read_state(loaded.manifest.settings.api_dialect)
+    log.info("read %d models and %d characters in %d requests (dialect %s)",
+             len(live.models), len(live.characters), live.requests, live.dialect)
+    brakes = Brakes(allow_empty=opts["allow_empty"], allow_deregister=opts["allow_deregister"])
+    return build_plan(loaded, live, brakes)
+
+
+def _emit_plan(result: Plan, fmt: str) -> None:
+    if fmt == "json":
+        click.echo(json.dumps(result.to_json(), indent=2))
+    else:
+        click.echo(render_plan(result, color=use_color(sys.stdout)), nl=False)
+
+
+def _secrets(loaded: LoadedManifest, emulator: bool, strict: bool) -> ResolvedSecrets:
+    secrets = resolve_secrets(loaded, placeholder=EMULATOR_SECRET if emulator else None)
+    if strict and secrets.missing:
+        raise ConvaiSyncError(secrets.missing_message() + "\nNothing was written. Set these "
+                              "variables (in CI: repository secrets) and run apply again.")
+    return secrets
+
+
+def _warn_missing(secrets: ResolvedSecrets) -> None:
+    if secrets.missing:
+        click.echo("Warning: " + secrets.missing_message().replace("\n", "\nWarning: ") +
+                   "\nWarning: apply will refuse to run until these are set.", err=True)
+
+
+def _confirm(auto_approve: bool) -> None:
+    if auto_approve:
+        return
+    if not sys.stdin.isatty():
+        raise ConvaiSyncError("apply needs confirmation but there is no terminal to ask on; "
+                              "review the plan above and pass --auto-approve. Nothing was written.")
+    answer = click.prompt("Do you want to perform these actions? Only 'yes' will be accepted",
+                          default="", show_default=False, err=True)
+    if answer.strip() != "yes":
+        raise ConvaiSyncError("apply cancelled; nothing was written.")
+
+
+def _configure_logging(verbose: int) -> None:
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_ScrubbingFormatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    if verbose < 2:
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+        logging.getLogger("httpcore").setLevel(logging.WARNING)
+
+
+class _ScrubbingFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return scrub(super().format(record))
+
+
+def _register_extra_commands() -> None:
+    from .emulator.cli import emulator_command
+
+    cli.add_command(emulator_command, "emulator")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: user errors become a message and exit 1, never a traceback."""
+    _register_extra_commands()
+    try:
+        cli.main(args=argv, prog_name="convai-sync", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Aborted; nothing was written.", err=True)
+        sys.exit(EXIT_ERROR)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except ConvaiSyncError as e:
+        click.echo(scrub(f"Error: {e}"), err=True)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        click.echo("Interrupted. Run plan to see what is left to do.", err=True)
+        sys.exit(130)

@@ -1,0 +1,31 @@
+"""The two Custom LLM API dialects: paths, and which fields each can read and
+update. Pure data, shared by the planner and the HTTP client."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Dialect:
+    name: str
+    readable: frozenset[str]     # fields the list call returns
+    updatable: frozenset[str]    # fields the update call accepts (api_key aside)
+    registrable: frozenset[str]  # fields the register call accepts (api_key aside)
+
+    def path(self, verb: str) -> str:
+        return f"/{self.name}/{verb}"
+
+
+LLM_MODELS = Dialect(
+    "llm-models",
+    readable=frozenset({"model_name", "base_url", "display_name", "is_uncensored"}),
+    updatable=frozenset({"display_name", "base_url", "is_uncensored"}),
+    registrable=frozenset({"model_name", "base_url", "display_name", "is_uncensored"}),
+)
+CUSTOM_LLM = Dialect(
+    "custom-llm",
+    readable=frozenset({"model_name", "base_url"}),
+    updatable=frozenset({"model_name", "base_url", "is_uncensored"}),
+    registrable=frozenset({"model_name", "base_url", "is_uncensored"}),
+)
+DIALECTS = {d.name: d for d in (LLM_MODELS, CUSTOM_LLM)}

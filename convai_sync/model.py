@@ -1,0 +1,37 @@
+"""The normalized resources both sides are diffed in. `None` means unknown:
+the API does not return that field, so it can never be a difference."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+MODEL_FIELDS = ("model_name", "base_url", "display_name", "is_uncensored")
+
+
+@dataclass(frozen=True)
+class ModelState:
+    model_group_name: str
+    model_name: str | None = None
+    base_url: str | None = None
+    display_name: str | None = None
+    is_uncensored: bool | None = None
+
+    def fields(self) -> dict[str, object]:
+        return {f: getattr(self, f) for f in MODEL_FIELDS}
+
+
+@dataclass(frozen=True)
+class CharacterState:
+    char_id: str
+    model_group_name: str | None
+    temperature: float | None
+    name: str | None = None
+
+
+@dataclass
+class LiveState:
+    """What one read of the account found."""
+
+    dialect: str
+    models: dict[str, ModelState] = field(default_factory=dict)
+    characters: dict[str, CharacterState] = field(default_factory=dict)
+    requests: int = 0

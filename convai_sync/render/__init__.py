@@ -1,0 +1,1 @@
+"""Renderers turn a Plan (or an apply report) into text for people and tools."""
