@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from importlib import resources
+from pathlib import Path
 
 
 @lru_cache(maxsize=1)
 def builtin_models() -> frozenset[str]:
     """Every built-in model code shipped with this release."""
-    text = resources.files("convai_sync").joinpath("data/builtin_models.txt").read_text("utf-8")
+    text = (Path(__file__).parent / "data" / "builtin_models.txt").read_text("utf-8")
     return frozenset(
         line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")
     )

@@ -85,7 +85,9 @@ def plan(manifest_path: str, fmt: str, detailed_exitcode: bool, **opts: Any) -> 
 @_account_options
 @_brake_options
 @click.option("--auto-approve", is_flag=True, help="Apply without asking.")
-def apply(manifest_path: str, auto_approve: bool, **opts: Any) -> None:
+@click.option("--report-file", type=click.Path(dir_okay=False, writable=True), metavar="FILE",
+              help="Write the apply report (every change: done, failed, not attempted) as JSON.")
+def apply(manifest_path: str, auto_approve: bool, report_file: str | None, **opts: Any) -> None:
     """Plan, confirm, then apply phase by phase."""
     loaded = load_manifest(manifest_path)
     secrets = _secrets(loaded, opts["emulator"], strict=True)
@@ -97,8 +99,31 @@ def apply(manifest_path: str, auto_approve: bool, **opts: Any) -> None:
         _confirm(auto_approve)
         report = execute(result, client, secrets.keys, parallelism=opts["parallelism"],
                          progress=StderrProgress(sys.stderr))
-    click.echo(render_report(report), nl=False)
-    sys.exit(EXIT_OK if report.ok else EXIT_ERROR)
+        if report_file:
+            _write_json(report_file, report.to_json())
+        click.echo(render_report(report), nl=False)
+        if not report.ok:
+            sys.exit(EXIT_ERROR)
+        _verify_converged(loaded, client, opts)
+
+
+def _verify_converged(loaded: LoadedManifest, client: ConvaiClient, opts: dict[str, Any]) -> None:
+    """Read the account again: an apply is finished when plan says nothing is left."""
+    left = _plan(loaded, client, {**opts, "allow_empty": True, "allow_deregister": True})
+    if left.empty:
+        click.echo("The account now matches the manifest.")
+        return
+    click.echo(f"Warning: after apply, the account still differs: {left.summary_line()} "
+               "Another client may be changing it; run plan to see the difference.", err=True)
+    sys.exit(EXIT_ERROR)
+
+
+def _write_json(path: str, doc: dict[str, Any]) -> None:
+    try:
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(scrub(json.dumps(doc, indent=2)) + "\n")
+    except OSError as e:
+        raise ConvaiSyncError(f"{path}: cannot write: {e.strerror}") from None
 
 
 def _target(opts: dict[str, Any], loaded: LoadedManifest) -> Target:

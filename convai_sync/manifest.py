@@ -117,7 +117,7 @@ def parse_manifest(text: str, name: str = "<manifest>") -> LoadedManifest:
         raise ManifestError([f"{name}:1: the manifest is empty; it needs at least "
                              "'version: 1' (see examples/models.yaml)"])
     if not isinstance(located.data, dict):
-        kind = type(located.data).__name__
+        kind = {str: "string", list: "list"}.get(type(located.data), type(located.data).__name__)
         raise ManifestError([f"{name}:1: the top level must be a mapping with 'version', "
                              f"'settings', 'models' and 'characters', not a {kind}"])
     try:
@@ -172,8 +172,8 @@ _FIELDS: dict[tuple[str, ...], type[BaseModel]] = {
     (): Manifest, ("settings",): Settings, ("models",): ModelSpec, ("characters",): CharacterSpec,
 }
 _ALL_FIELDS = {f for m in (Manifest, Settings, ModelSpec, CharacterSpec) for f in m.model_fields}
-_TYPE_WORDS = {"str": "a string", "bool": "true or false", "int": "a whole number",
-               "float": "a number", "list": "a list", "dict": "a mapping"}
+_TYPE_WORDS = {"string": "a string", "bool": "true or false", "int": "a whole number",
+               "float": "a number", "list": "a list", "dict": "a mapping", "model": "a mapping"}
 
 
 def _model_for(loc: tuple[Any, ...]) -> type[BaseModel] | None:
@@ -213,15 +213,15 @@ def _describe(e: Mapping[str, Any], loc: tuple[Any, ...]) -> str:
                 f"${{MY_MODEL_KEY}}) and put the key in that environment variable")
     if kind in ("greater_than_equal", "less_than_equal") and field == "temperature":
         return f"{where} must be between 0 and 1, got {value}"
-    if kind in ("greater_than_equal", "less_than_equal"):
-        return f"{where} must be {e['msg'].lower()}, got {value}"
+    if kind == "greater_than_equal":
+        return f"{where} must be at least {e['ctx']['ge']}, got {value}"
     if kind in ("string_too_short",):
         return f"{where} must not be empty"
     if kind in ("string_too_long",):
         return f"{where} is too long ({e['msg'].lower()})"
-    for type_name, words in _TYPE_WORDS.items():
-        if kind.startswith(type_name + "_") or kind == f"{type_name}_type" or kind == "model_type" and type_name == "dict":
-            return f"{where} must be {words}, not {_show(value)}"
+    words = _TYPE_WORDS.get(kind.split("_")[0])
+    if words and kind.endswith(("_type", "_parsing")):
+        return f"{where} must be {words}, not {_show(value)}"
     return f"{where}: {e['msg']}"
 
 
@@ -268,8 +268,7 @@ def _cross_check(loaded: LoadedManifest) -> list[str]:
                             f"{_unknown_model(char.model_group_name, known)}")
     fb = m.settings.fallback_model
     if fb is not None and fb not in known:
-        problems.append(f"{where('settings', 'fallback_model')}: fallback_model "
-                        f"{_unknown_model(fb, known)}")
+        problems.append(f"{where('settings', 'fallback_model')}: fallback_{_unknown_model(fb, known)}")
     return problems
 
 

@@ -104,7 +104,7 @@ def _plan_deregistrations(work: _Work) -> None:
         work.doomed.add(group)
         work.changes.append(Change("model", group, "deregister", Phase.DEREGISTER,
                                    _known(live, work.dialect), None, (),
-                                   reason="not in the manifest (prune: true)"))
+                                   reason="not in the manifest; prune is on"))
 
 
 def _plan_characters(work: _Work) -> None:

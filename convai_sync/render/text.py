@@ -47,7 +47,9 @@ def render_plan(plan: Plan, color: bool = False) -> str:
 def _change(change: Change, paint: Any) -> list[str]:
     symbol, fg = _SYMBOL[change.action]
     label = describe_target(change.resource, change.id, change.name)
-    verb = "will be updated" if change.resource == "character" else _VERB[change.action]
+    verb = _VERB[change.action]
+    if change.resource == "character":
+        verb = "will be rebound" if "model_group_name" in change.fields else "will be updated"
     why = f" ({change.reason})" if change.reason else ""
     lines = [f"  # {label} {verb}{why}", paint(f"{symbol:>3} {label} {{", fg)]
     width = max((len(k) for k in _rows(change)), default=0)
@@ -81,13 +83,14 @@ def _rows(change: Change) -> dict[str, tuple[str, str]]:
 
 def render_report(report: Any) -> str:
     """The apply report: what was done, what failed, what was not attempted."""
+    if report.ok:
+        return f"Apply complete: {report.count('done')} changes applied.\n"
     lines = []
     for o in report.outcomes:
         label = describe_target(o.change.resource, o.change.id, o.change.name)
         detail = f": {o.error}" if o.error else ""
         lines.append(f"  {o.status:<13} {o.change.action:<10} {label}{detail}")
-    head = (f"Apply complete: {report.count('done')} changes applied." if report.ok else
-            f"Apply failed: {report.count('done')} done, {report.count('failed')} failed, "
+    head = (f"Apply failed: {report.count('done')} done, {report.count('failed')} failed, "
             f"{report.count('not attempted')} not attempted. Nothing after the failed phase ran; "
             "fix the cause and run apply again: it picks up from the live state.")
     return head + "\n" + "\n".join(lines) + "\n"

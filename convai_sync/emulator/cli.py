@@ -1,0 +1,102 @@
+"""`convai-sync emulator`: serve an emulated Convai account until Ctrl-C or SIGTERM."""
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from pathlib import Path
+
+import click
+
+from convai_sync.emulator.emulator import Emulator
+from convai_sync.emulator.faults import Faults
+from convai_sync.emulator.seed import DIALECTS, demo_seed, load_seed_file
+from convai_sync.errors import ConvaiSyncError
+
+
+class _Stop(Exception):
+    """Raised by the SIGTERM handler to leave the serve loop like Ctrl-C does."""
+
+
+def _nonempty(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    if not value:
+        raise click.BadParameter("must not be empty")
+    return value
+
+
+@click.command("emulator")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8787, show_default=True,
+              help="Port to listen on; 0 picks a free one.")
+@click.option("--seed", "seed_path", type=click.Path(path_type=Path), metavar="FILE",
+              help="YAML or JSON account state to start from (overrides --demo).")
+@click.option("--dialect", type=click.Choice(DIALECTS), default=None,
+              help="API dialect to serve [default: the seed's, else llm-models].")
+@click.option("--account-key", envvar="CONVAI_API_KEY", default="emulator-key",
+              callback=_nonempty, show_default=True,
+              help="CONVAI-API-KEY the emulator accepts [env: CONVAI_API_KEY].")
+@click.option("--demo/--empty", default=True, show_default=True,
+              help="Start from the demo account or from an empty one.")
+@click.option("--fault-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Probability that a request fails before doing anything.")
+@click.option("--fault-after-commit", type=click.FloatRange(0, 1), default=0.0,
+              show_default=True, help="Probability that a write commits but its reply fails.")
+@click.option("--fault-seed", type=int, default=None, help="Seed for repeatable faults.")
+@click.option("--latency-ms", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Delay before every reply.")
+@click.option("--max-inflight", type=click.IntRange(min=1), default=None,
+              help="Answer 429 when this many requests are already being served.")
+@click.option("--retry-after", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Retry-After seconds on 429 replies.")
+@click.pass_context
+def emulator_command(ctx: click.Context, host: str, port: int, seed_path: Path | None,
+                     dialect: str | None, account_key: str, demo: bool, fault_rate: float,
+                     fault_after_commit: float, fault_seed: int | None, latency_ms: float,
+                     max_inflight: int | None, retry_after: float) -> None:
+    """Run an emulated Convai account over HTTP, to try convai-sync without one."""
+    faults = Faults(rate=fault_rate, after_commit=fault_after_commit, seed=fault_seed,
+                    latency_ms=latency_ms, retry_after=retry_after, max_inflight=max_inflight)
+    try:
+        if seed_path is not None:
+            seed, origin = load_seed_file(seed_path), str(seed_path)
+        elif demo:
+            seed, origin = demo_seed(), "demo seed"
+        else:
+            seed, origin = None, "empty account"
+        dialect = dialect or (seed or {}).get("dialect") or "llm-models"
+        emu = Emulator(dialect=dialect, account_key=account_key, seed=seed, faults=faults)
+        url = emu.start(host, port)
+    except ConvaiSyncError as exc:
+        click.echo(f"error: {exc}", err=True)
+        ctx.exit(1)
+    from_env = ctx.get_parameter_source("account_key") == click.core.ParameterSource.ENVIRONMENT
+    key_hint = "" if from_env else f" CONVAI_API_KEY={account_key}"  # never echo a real key
+    counts = f"{len(emu.models())} models, {len(emu.characters())} characters"
+    click.echo(f"Convai emulator ({dialect}) listening on {url} ({origin}: {counts})", err=True)
+    if fault_rate or fault_after_commit or latency_ms or max_inflight:
+        click.echo(f"  faults: {faults}", err=True)
+    click.echo("Point convai-sync at it from another shell:", err=True)
+    click.echo(f"  export CONVAI_API_URL={url}{key_hint}", err=True)
+    if from_env:
+        click.echo("  (it accepts the CONVAI_API_KEY already in your environment)", err=True)
+    click.echo("Stop with Ctrl-C.", err=True)
+    _serve_until_stopped()
+    emu.stop()
+    click.echo("Emulator stopped.", err=True)
+
+
+def _serve_until_stopped() -> None:
+    def on_term(signum: int, frame: object) -> None:
+        raise _Stop()
+
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        while True:
+            time.sleep(3600)
+    except (KeyboardInterrupt, _Stop):
+        pass
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)

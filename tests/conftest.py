@@ -1,0 +1,82 @@
+"""Shared fixtures: a real emulator on a free port, and the real CLI entry point."""
+from __future__ import annotations
+
+import io
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+
+from convai_sync.cli import main
+from convai_sync.emulator import Emulator, demo_seed
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "examples" / "models.yaml"
+ACCOUNT_KEY = "acct-key-0123456789"
+CANARIES = {"STUDIO_GATEWAY_KEY": "sk-CANARY-gateway-7f3a9c", "STUDIO_VLLM_KEY": "sk-CANARY-vllm-41bd02"}
+
+
+@dataclass
+class Result:
+    code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+@pytest.fixture
+def make_emulator() -> Iterator[Callable[..., Emulator]]:
+    started: list[Emulator] = []
+
+    def make(dialect: str = "llm-models", seed: dict | None = None, **kw: object) -> Emulator:
+        emu = Emulator(dialect=dialect, account_key=ACCOUNT_KEY,
+                       seed=demo_seed() if seed is None else seed, **kw)
+        emu.start()
+        started.append(emu)
+        return emu
+
+    yield make
+    for emu in started:
+        emu.stop()
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    values = {"CONVAI_API_KEY": ACCOUNT_KEY, **CANARIES}
+    monkeypatch.delenv("CONVAI_API_URL", raising=False)
+    monkeypatch.setenv("NO_COLOR", "1")
+    for k, v in values.items():
+        monkeypatch.setenv(k, v)
+    return values
+
+
+@pytest.fixture
+def run(env: dict[str, str]) -> Callable[..., Result]:
+    """Run the CLI in-process exactly as the console script does."""
+
+    def invoke(*args: str, stdin: str = "") -> Result:
+        out, err = io.StringIO(), io.StringIO()
+        saved = sys.stdout, sys.stderr, sys.stdin
+        sys.stdout, sys.stderr, sys.stdin = out, err, io.StringIO(stdin)
+        code = 0
+        try:
+            main(list(args))
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        finally:
+            sys.stdout, sys.stderr, sys.stdin = saved
+        return Result(code, out.getvalue(), err.getvalue())
+
+    return invoke
+
+
+def assert_no_secret(*texts: str) -> None:
+    for text in texts:
+        for value in CANARIES.values():
+            assert value not in text
+        assert ACCOUNT_KEY not in text

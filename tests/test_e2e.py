@@ -1,0 +1,193 @@
+"""End to end: the real CLI over real HTTP against the emulator."""
+from __future__ import annotations
+
+import json
+from typing import Callable
+
+import pytest
+
+from conftest import ACCOUNT_KEY, CANARIES, EXAMPLE, Result, assert_no_secret
+from convai_sync.emulator import Emulator
+from convai_sync.manifest import load_manifest
+
+DIALECTS = ["llm-models", "custom-llm"]
+
+
+def assert_matches_manifest(emu: Emulator, dialect: str) -> None:
+    m = load_manifest(EXAMPLE).manifest
+    models = emu.models()
+    assert set(models) == {s.model_group_name for s in m.models}  # prune removed the rest
+    for spec in m.models:
+        live = models[spec.model_group_name]
+        assert (live["model_name"], live["base_url"]) == (spec.model_name, spec.base_url)
+        if dialect == "llm-models":
+            assert (live["display_name"], live["is_uncensored"]) == (spec.display_name, spec.is_uncensored)
+    chars = emu.characters()
+    for spec in m.characters:
+        assert chars[spec.char_id]["model_group_name"] == spec.model_group_name
+        if spec.temperature is not None:
+            assert chars[spec.char_id]["temperature"] == spec.temperature
+    # api_key is write-only: only what convai-sync (re)registered carries the new key
+    assert models["studio-qwen-rp"]["api_key"] == CANARIES["STUDIO_VLLM_KEY"]
+    assert models["studio-turbo"]["api_key"] == "sk-demo-live-1"
+    known = set(models) | set(m.builtins())
+    assert all(c["model_group_name"] in known for c in chars.values())
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_drifted_account_converges_and_no_character_is_ever_orphaned(
+        dialect: str, make_emulator: Callable[..., Emulator], run: Callable[..., Result]) -> None:
+    emu = make_emulator(dialect)
+    args = ("-f", str(EXAMPLE), "--api-url", emu.url)
+    first = run("plan", *args, "--detailed-exitcode")
+    assert first.code == 2, first.output
+    assert "Plan: 1 to register" in first.stdout
+    assert emu.writes() == []
+
+    applied = run("apply", *args, "--auto-approve")
+    assert applied.code == 0, applied.output
+    assert "Apply complete" in applied.stdout
+    assert "The account now matches the manifest." in applied.stdout
+
+    again = run("plan", *args, "--detailed-exitcode")
+    assert again.code == 0, again.output
+    assert "No changes. The account matches the manifest." in again.stdout
+    assert_matches_manifest(emu, dialect)
+    assert emu.orphan_events == []
+    assert_no_secret(first.output, applied.output, again.output)
+
+
+def test_replace_in_llm_models_parks_characters_then_restores_them(
+        make_emulator: Callable[..., Emulator], run: Callable[..., Result]) -> None:
+    emu = make_emulator("llm-models")
+    assert run("apply", "-f", str(EXAMPLE), "--api-url", emu.url, "--auto-approve").code == 0
+    paths = [(r.path, (r.body or {}).get("model_group_name")) for r in emu.writes()]
+    dereg = paths.index(("/llm-models/deregister", "studio-llama-70b"))
+    reg = paths.index(("/llm-models/register", "studio-llama-70b"))
+    oren = [i for i, r in enumerate(emu.writes()) if (r.body or {}).get("charID", "").startswith("8b1d4e7a")]
+    assert oren[0] < dereg < reg < oren[1]
+    assert paths[-1] == ("/llm-models/deregister", "legacy-mixtral")
+    assert emu.orphan_events == []
+
+
+def test_custom_llm_updates_model_name_in_place(make_emulator: Callable[..., Emulator],
+                                                run: Callable[..., Result]) -> None:
+    emu = make_emulator("custom-llm")
+    out = run("plan", "-f", str(EXAMPLE), "--api-url", emu.url, "--format", "json")
+    doc = json.loads(out.stdout)
+    assert doc["dialect"] == "custom-llm"
+    llama = [c for c in doc["changes"] if c["id"] == "studio-llama-70b"]
+    assert [c["action"] for c in llama] == ["update"]
+    assert llama[0]["fields"] == ["model_name"]
+
+
+def test_json_plan_contract(make_emulator: Callable[..., Emulator], run: Callable[..., Result]) -> None:
+    emu = make_emulator()
+    out = run("plan", "-f", str(EXAMPLE), "--api-url", emu.url, "--format", "json")
+    assert out.code == 0
+    doc = json.loads(out.stdout)
+    assert doc["format_version"] == 1
+    assert doc["summary"] == {"register": 1, "update": 1, "replace": 1, "deregister": 1,
+                              "characters": 5, "changes": 11}
+    for change in doc["changes"]:
+        assert change["resource"] in ("model", "character")
+        assert change["action"] in ("register", "update", "replace", "deregister")
+        assert "before" in change and "after" in change
+    phases = [c["phase"] for c in doc["changes"]]
+    order = ["register", "update", "rebind", "replace", "restore", "deregister"]
+    assert phases == sorted(phases, key=order.index)
+    assert doc["meta"]["requests"] == 2
+    assert '"(sensitive)"' in out.stdout
+    assert_no_secret(out.output)
+
+
+def test_apply_without_terminal_or_auto_approve_refuses_and_writes_nothing(
+        make_emulator: Callable[..., Emulator], run: Callable[..., Result]) -> None:
+    emu = make_emulator()
+    out = run("apply", "-f", str(EXAMPLE), "--api-url", emu.url)
+    assert out.code == 1
+    assert "no terminal" in out.stderr and "--auto-approve" in out.stderr
+    assert "Plan: 1 to register" in out.stdout
+    assert emu.writes() == []
+
+
+def test_wrong_account_key_is_named_as_such(make_emulator: Callable[..., Emulator],
+                                            run: Callable[..., Result],
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    emu = make_emulator()
+    monkeypatch.setenv("CONVAI_API_KEY", "wrong-key-123")
+    out = run("plan", "-f", str(EXAMPLE), "--api-url", emu.url)
+    assert out.code == 1
+    assert "the account key was refused" in out.stderr
+    assert "POST /llm-models/list (model list) failed: HTTP 401" in out.stderr
+    assert "Traceback" not in out.output
+
+
+def test_missing_secret_warns_on_plan_and_blocks_apply_before_any_write(
+        make_emulator: Callable[..., Emulator], run: Callable[..., Result],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    emu = make_emulator()
+    monkeypatch.delenv("STUDIO_VLLM_KEY")
+    planned = run("plan", "-f", str(EXAMPLE), "--api-url", emu.url)
+    assert planned.code == 0
+    assert "Warning: " in planned.stderr and "STUDIO_VLLM_KEY is not set" in planned.stderr
+    emu.clear_log()
+    applied = run("apply", "-f", str(EXAMPLE), "--api-url", emu.url, "--auto-approve")
+    assert applied.code == 1
+    assert "models.yaml:" in applied.stderr and "STUDIO_VLLM_KEY is not set" in applied.stderr
+    assert "Nothing was written" in applied.stderr
+    assert emu.requests == []
+
+
+def test_failed_phase_stops_later_phases_and_a_rerun_converges(
+        make_emulator: Callable[..., Emulator], run: Callable[..., Result], tmp_path) -> None:
+    emu = make_emulator()
+    # a character bound to a code the account does not offer fails in the rebind phase
+    text = EXAMPLE.read_text().replace("api_dialect: auto", "api_dialect: auto\n  builtin_models: [gpt-9-preview]")
+    text = text.replace("model_group_name: gpt-4o\n", "model_group_name: gpt-9-preview\n")
+    bad = tmp_path / "models.yaml"
+    bad.write_text(text)
+    out = run("apply", "-f", str(bad), "--api-url", emu.url, "--auto-approve")
+    assert out.code == 1
+    assert "Apply failed:" in out.stdout
+    assert "failed        update     character \"Guide Ila\"" in out.stdout
+    assert "Model 'gpt-9-preview' is not available" in out.stdout
+    assert "not attempted deregister model \"legacy-mixtral\"" in out.stdout
+    assert "not attempted replace    model \"studio-llama-70b\"" in out.stdout
+    assert "legacy-mixtral" in emu.models()  # the deregister phase never ran
+    assert emu.orphan_events == []
+
+    fixed = run("apply", "-f", str(EXAMPLE), "--api-url", emu.url, "--auto-approve")
+    assert fixed.code == 0, fixed.output
+    assert run("plan", "-f", str(EXAMPLE), "--api-url", emu.url, "--detailed-exitcode").code == 0
+    assert emu.orphan_events == []
+
+
+def test_auto_dialect_detects_custom_llm(make_emulator: Callable[..., Emulator],
+                                         run: Callable[..., Result]) -> None:
+    emu = make_emulator("custom-llm")
+    out = run("plan", "-f", str(EXAMPLE), "--api-url", emu.url)
+    assert "(dialect: custom-llm)" in out.stdout
+    assert [r.path for r in emu.requests] == ["/llm-models/list", "/custom-llm/list", "/character/list"]
+
+
+def test_unreachable_api_is_a_clear_error(run: Callable[..., Result]) -> None:
+    out = run("plan", "-f", str(EXAMPLE), "--api-url", "http://127.0.0.1:9")
+    assert out.code == 1
+    assert "cannot connect to http://127.0.0.1:9" in out.stderr
+    assert "Traceback" not in out.output
+
+
+def test_emulator_flag_runs_the_demo_without_an_account(run: Callable[..., Result],
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in (*CANARIES, "CONVAI_API_KEY"):
+        monkeypatch.delenv(var)
+    out = run("apply", "-f", str(EXAMPLE), "--emulator", "--auto-approve")
+    assert out.code == 0, out.output
+    assert "built-in emulator" in out.stderr
+    assert "The account now matches the manifest." in out.stdout
+
+
+def test_validate_reports_counts(run: Callable[..., Result]) -> None:
+    out = run("validate", "-f", str(EXAMPLE))
+    assert (out.code, out.stdout.strip()) == (0, f"{EXAMPLE}: valid (3 models, 5 characters)")

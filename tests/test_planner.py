@@ -1,0 +1,211 @@
+"""Unit tests of the planner: pure logic, no HTTP."""
+from __future__ import annotations
+
+import pytest
+
+from convai_sync.errors import PlanError
+from convai_sync.manifest import parse_manifest
+from convai_sync.model import CharacterState, LiveState, ModelState
+from convai_sync.plan import Change, Phase, Plan
+from convai_sync.planner import Brakes, build_plan
+
+BASE = "https://vllm.example/v1"
+
+
+def manifest(models: str = "", characters: str = "", settings: str = "") -> object:
+    text = "version: 1\n"
+    if settings:
+        text += "settings:\n" + settings
+    text += "models:\n" + (models or "  []\n")
+    text += "characters:\n" + (characters or "  []\n")
+    return parse_manifest(text, "m.yaml")
+
+
+def model(group: str, name: str = "m-1", display: str | None = None, extra: str = "") -> str:
+    out = f"  - model_group_name: {group}\n    model_name: {name}\n    base_url: {BASE}\n" \
+          f"    api_key: ${{KEY_{group.upper().replace('-', '_')}}}\n"
+    if display:
+        out += f"    display_name: {display}\n"
+    return out + extra
+
+
+def char(cid: str, group: str, temp: float | None = None) -> str:
+    out = f"  - char_id: {cid}\n    model_group_name: {group}\n"
+    return out + (f"    temperature: {temp}\n" if temp is not None else "")
+
+
+def live(models: list[ModelState], chars: list[CharacterState], dialect: str = "llm-models") -> LiveState:
+    return LiveState(dialect, {m.model_group_name: m for m in models}, {c.char_id: c for c in chars})
+
+
+def lm(group: str, name: str = "m-1", display: str | None = None, unc: bool | None = False) -> ModelState:
+    return ModelState(group, name, BASE, display, unc)
+
+
+def ch(cid: str, group: str, temp: float | None = 0.5, name: str | None = None) -> CharacterState:
+    return CharacterState(cid, group, temp, name)
+
+
+def kinds(plan: Plan) -> list[tuple[str, str, str, str]]:
+    return [(c.phase.name, c.resource, c.action, c.id) for c in plan.changes]
+
+
+def test_converged_account_plans_nothing() -> None:
+    m = manifest(model("a", display="A"), char("c1", "a", 0.5))
+    plan = build_plan(m, live([lm("a", display="A")], [ch("c1", "a", 0.5)]))
+    assert plan.empty
+    assert plan.summary_line() == "No changes. The account matches the manifest."
+
+
+def test_register_sends_sensitive_key_placeholder_only() -> None:
+    plan = build_plan(manifest(model("a", display="A")), live([], []))
+    [change] = plan.changes
+    assert (change.phase, change.action) == (Phase.REGISTER, "register")
+    assert change.after == {"model_name": "m-1", "base_url": BASE, "display_name": "A",
+                            "is_uncensored": False, "api_key": "(sensitive)"}
+
+
+def test_update_in_place_only_sends_what_differs() -> None:
+    plan = build_plan(manifest(model("a", display="New")), live([lm("a", display="Old")], []))
+    [change] = plan.changes
+    assert (change.action, change.fields) == ("update", ("display_name",))
+    assert change.before["display_name"] == "Old" and change.after["display_name"] == "New"
+
+
+def test_unknown_fields_are_never_a_difference_in_custom_llm() -> None:
+    # custom-llm's list returns no display_name or is_uncensored: they are unknown
+    m = manifest(model("a", display="Anything", extra="    is_uncensored: true\n"))
+    state = live([ModelState("a", "m-1", BASE, None, None)], [], dialect="custom-llm")
+    assert build_plan(m, state).empty
+
+
+def test_model_name_change_is_an_update_in_custom_llm() -> None:
+    state = live([ModelState("a", "old", BASE)], [ch("c1", "a")], dialect="custom-llm")
+    plan = build_plan(manifest(model("a", name="new"), char("c1", "a")), state)
+    assert kinds(plan) == [("UPDATE", "model", "update", "a")]
+
+
+def test_model_name_change_in_llm_models_replaces_and_parks_characters() -> None:
+    m = manifest(model("a", name="new"), char("c1", "a", 0.7), settings="  fallback_model: gpt-4o\n")
+    state = live([lm("a", name="old")], [ch("c1", "a", 0.5), ch("u1", "a", 0.3)])
+    plan = build_plan(m, state)
+    assert kinds(plan) == [
+        ("REBIND", "character", "update", "c1"),
+        ("REBIND", "character", "update", "u1"),
+        ("REPLACE", "model", "replace", "a"),
+        ("RESTORE", "character", "update", "c1"),
+        ("RESTORE", "character", "update", "u1"),
+    ]
+    park, unmanaged_park, replace, back, unmanaged_back = plan.changes
+    assert park.after == {"model_group_name": "gpt-4o", "temperature": 0.5}
+    assert replace.forces_replace == ("model_name",)
+    assert back.after == {"model_group_name": "a", "temperature": 0.7}
+    assert back.fields == ("model_group_name", "temperature")
+    assert unmanaged_back.after == {"model_group_name": "a", "temperature": 0.3}
+
+
+def test_replace_without_fallback_is_refused_naming_the_character() -> None:
+    m = manifest(model("a", name="new"), char("c1", "a"))
+    with pytest.raises(PlanError, match=r"model 'a' must be replaced and character 'Mara' \(c1\)"):
+        build_plan(m, live([lm("a", name="old")], [ch("c1", "a", name="Mara")]))
+
+
+def test_prune_moves_unmanaged_characters_to_fallback_before_deregistering() -> None:
+    m = manifest(model("a"), char("c1", "a"), settings="  prune: true\n  fallback_model: gpt-4o-mini\n")
+    state = live([lm("a"), lm("old")], [ch("c1", "old"), ch("u1", "old", 0.2)])
+    plan = build_plan(m, state)
+    assert kinds(plan) == [("REBIND", "character", "update", "c1"),
+                           ("REBIND", "character", "update", "u1"),
+                           ("DEREGISTER", "model", "deregister", "old")]
+    assert plan.changes[1].after == {"model_group_name": "gpt-4o-mini", "temperature": 0.2}
+    assert "unmanaged" in plan.changes[1].reason
+    assert plan.summary_line() == "Plan: 0 to register, 0 to update, 1 to deregister, 2 characters to rebind."
+
+
+def test_deregistration_that_would_orphan_is_a_plan_error_listing_characters() -> None:
+    m = manifest(model("a"), settings="  prune: true\n")
+    state = live([lm("a"), lm("old")], [ch("u1", "old", name="Sage"), ch("u2", "old")])
+    with pytest.raises(PlanError) as err:
+        build_plan(m, state)
+    assert "'Sage' (u1) on 'old'; 'u2' on 'old'" in str(err.value)
+    assert "settings.fallback_model" in str(err.value)
+
+
+def test_without_prune_extra_live_models_are_left_with_a_warning() -> None:
+    plan = build_plan(manifest(model("a")), live([lm("a"), lm("extra")], []))
+    assert plan.empty
+    assert any("'extra' is live but not in the manifest" in w for w in plan.warnings)
+
+
+def test_temperature_absent_means_leave_as_is_and_equal_floats_are_no_change() -> None:
+    m = manifest(model("a"), char("c1", "a") + char("c2", "a", 0.3))
+    assert build_plan(m, live([lm("a")], [ch("c1", "a", 0.9), ch("c2", "a", 0.1 + 0.2)])).empty
+
+
+def test_full_order_register_update_rebind_replace_restore_deregister() -> None:
+    m = manifest(model("new") + model("upd", display="U2") + model("rep", name="v2"),
+                 char("c1", "new") + char("c2", "rep"),
+                 settings="  prune: true\n  fallback_model: gpt-4o\n")
+    state = live([lm("upd", display="U1"), lm("rep", name="v1"), lm("gone")],
+                 [ch("c1", "gone"), ch("c2", "rep")])
+    phases = [c.phase for c in build_plan(m, state).changes]
+    assert phases == sorted(phases)
+    assert [p.name for p in dict.fromkeys(phases)] == [
+        "REGISTER", "UPDATE", "REBIND", "REPLACE", "RESTORE", "DEREGISTER"]
+
+
+def test_character_missing_from_account_names_the_manifest_line() -> None:
+    m = manifest(model("a"), char("ghost", "a"))
+    with pytest.raises(PlanError, match=r"m.yaml:\d+: character 'ghost' does not exist"):
+        build_plan(m, live([lm("a")], []))
+
+
+def test_max_deregister_brake_gives_the_numbers_and_can_be_overridden() -> None:
+    m = manifest(model("a"), settings="  prune: true\n  max_deregister: 1\n")
+    state = live([lm("a"), lm("x"), lm("y")], [])
+    with pytest.raises(PlanError, match=r"deregisters or replaces 2 models \(x, y\), more than "
+                                        r"settings.max_deregister = 1"):
+        build_plan(m, state)
+    assert build_plan(m, state, Brakes(allow_deregister=True)).summary()["deregister"] == 2
+
+
+def test_empty_models_with_prune_is_refused_unless_allow_empty() -> None:
+    m = manifest(settings="  prune: true\n")
+    state = live([lm("x")], [])
+    with pytest.raises(PlanError, match="--allow-empty"):
+        build_plan(m, state)
+    assert build_plan(m, state, Brakes(allow_empty=True)).summary()["deregister"] == 1
+
+
+def test_protected_model_is_never_replaced() -> None:
+    m = manifest(model("a", name="v2", extra="    protect: true\n"), settings="  fallback_model: gpt-4o\n")
+    with pytest.raises(PlanError, match=r"model 'a' is protected"):
+        build_plan(m, live([lm("a", name="v1")], []))
+
+
+def test_verify_order_rejects_a_plan_that_deregisters_a_model_in_use() -> None:
+    state = live([lm("a")], [ch("c1", "a")])
+    bad = Plan("llm-models", [Change("model", "a", "deregister", Phase.DEREGISTER, {}, None)])
+    with pytest.raises(PlanError, match="character c1 on missing model 'a'"):
+        bad.verify_order(state, frozenset({"gpt-4o"}))
+
+
+def test_verify_order_rejects_binding_to_a_model_registered_in_the_same_phase() -> None:
+    state = live([], [ch("c1", "gpt-4o")])
+    bad = Plan("llm-models", [
+        Change("model", "a", "register", Phase.REBIND, None, {}),
+        Change("character", "c1", "update", Phase.REBIND, {"model_group_name": "gpt-4o"},
+               {"model_group_name": "a"}, ("model_group_name",))])
+    with pytest.raises(PlanError):
+        bad.verify_order(state, frozenset({"gpt-4o"}))
+
+
+def test_plan_json_round_trips() -> None:
+    m = manifest(model("new"), char("c1", "new", 0.4))
+    plan = build_plan(m, live([], [ch("c1", "gpt-4o", 0.5, name="Mara")]))
+    again = Plan.from_json(plan.to_json())
+    assert again.changes == plan.changes and again.to_json() == plan.to_json()
+    doc = plan.to_json()
+    assert doc["format_version"] == 1
+    assert [c["action"] for c in doc["changes"]] == ["register", "update"]
+    assert {"resource", "id", "action", "before", "after"} <= set(doc["changes"][0])
