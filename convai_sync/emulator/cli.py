@@ -67,7 +67,8 @@ def emulator_command(ctx: click.Context, host: str, port: int, seed_path: Path |
         emu = Emulator(dialect=dialect, account_key=account_key, seed=seed, faults=faults)
         url = emu.start(host, port)
     except ConvaiSyncError as exc:
-        click.echo(f"error: {exc}", err=True)
+        hint = " (choose another --port, or --port 0 for a free one)" if "in use" in str(exc) else ""
+        click.echo(f"error: {exc}{hint}", err=True)
         ctx.exit(1)
     from_env = ctx.get_parameter_source("account_key") == click.core.ParameterSource.ENVIRONMENT
     key_hint = "" if from_env else f" CONVAI_API_KEY={account_key}"  # never echo a real key
