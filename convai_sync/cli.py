@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from pathlib import Path
 from typing import Any, Callable
 
 import click
@@ -18,7 +19,9 @@ from .planner import Brakes, build_plan
 from .progress import StderrProgress
 from .providers.convai import ConvaiClient
 from .render.text import render_plan, render_report, use_color
+from .retry import RetryPolicy
 from .secrets import scrub
+from .state import KeyVersions, default_path, record_applied
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
 log = logging.getLogger("convai_sync")
@@ -37,6 +40,11 @@ def _account_options(f: Callable[..., Any]) -> Callable[..., Any]:
     f = click.option("--parallelism", type=click.IntRange(1, 64), default=8, show_default=True,
                      help="Concurrent writes inside a phase.")(f)
     f = click.option("-v", "--verbose", count=True, help="More detail on stderr (-vv for HTTP).")(f)
+    f = click.option("--retry-max-time", type=click.FloatRange(0, 3600), default=60.0, show_default=True,
+                     metavar="SECONDS", help="Give up retrying one request (429, 5xx, timeouts) after this long.")(f)
+    f = click.option("--state-file", type=click.Path(dir_okay=False), metavar="FILE",
+                     help="Where applied api_key_versions are kept [default: MANIFEST's "
+                          "name with .state.json]. Holds no secrets.")(f)
     return f
 
 
@@ -92,24 +100,30 @@ def apply(manifest_path: str, auto_approve: bool, report_file: str | None, **opt
     loaded = load_manifest(manifest_path)
     secrets = _secrets(loaded, opts["emulator"], strict=True)
     with open_account(_target(opts, loaded)) as client:
-        result = _plan(loaded, client, opts)
+        versions = _key_versions(loaded, client, opts)
+        result = _plan(loaded, client, opts, versions)
         _emit_plan(result, "text")
-        if result.empty:
-            return
-        _confirm(auto_approve)
+        if not result.empty:
+            _confirm(auto_approve)
         report = execute(result, client, secrets.keys, parallelism=opts["parallelism"],
                          progress=StderrProgress(sys.stderr))
+        record_applied(versions, result, report)
+        if result.meta.get("api_key_versions") or (versions.path and versions.path.exists()):
+            versions.save()
         if report_file:
             _write_json(report_file, report.to_json())
+        if result.empty:
+            return
         click.echo(render_report(report), nl=False)
         if not report.ok:
             sys.exit(EXIT_ERROR)
-        _verify_converged(loaded, client, opts)
+        _verify_converged(loaded, client, opts, versions)
 
 
-def _verify_converged(loaded: LoadedManifest, client: ConvaiClient, opts: dict[str, Any]) -> None:
+def _verify_converged(loaded: LoadedManifest, client: ConvaiClient, opts: dict[str, Any],
+                      versions: KeyVersions) -> None:
     """Read the account again: an apply is finished when plan says nothing is left."""
-    left = _plan(loaded, client, {**opts, "allow_empty": True, "allow_deregister": True})
+    left = _plan(loaded, client, {**opts, "allow_empty": True, "allow_deregister": True}, versions)
     if left.empty:
         click.echo("The account now matches the manifest.")
         return
@@ -131,15 +145,24 @@ def _target(opts: dict[str, Any], loaded: LoadedManifest) -> Target:
     dialect = loaded.manifest.settings.api_dialect
     return Target(api_url=opts["api_url"], emulator=opts["emulator"],
                   emulator_dialect="llm-models" if dialect == "auto" else dialect,
-                  parallelism=opts["parallelism"])
+                  parallelism=opts["parallelism"],
+                  retry=RetryPolicy(max_total=opts["retry_max_time"]))
 
 
-def _plan(loaded: LoadedManifest, client: ConvaiClient, opts: dict[str, Any]) -> Plan:
+def _key_versions(loaded: LoadedManifest, client: ConvaiClient, opts: dict[str, Any]) -> KeyVersions:
+    """Applied api_key_versions for this account (in memory only on the emulator)."""
+    path = None if opts["emulator"] else Path(opts["state_file"] or default_path(loaded.path))
+    return KeyVersions.load(path, client.base_url)
+
+
+def _plan(loaded: LoadedManifest, client: ConvaiClient, opts: dict[str, Any],
+          versions: KeyVersions | None = None) -> Plan:
+    versions = versions or _key_versions(loaded, client, opts)
     live = client.read_state(loaded.manifest.settings.api_dialect)
     log.info("read %d models and %d characters in %d requests (dialect %s)",
              len(live.models), len(live.characters), live.requests, live.dialect)
     brakes = Brakes(allow_empty=opts["allow_empty"], allow_deregister=opts["allow_deregister"])
-    return build_plan(loaded, live, brakes)
+    return build_plan(loaded, live, brakes, versions.versions)
 
 
 def _emit_plan(result: Plan, fmt: str) -> None:

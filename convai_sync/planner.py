@@ -34,11 +34,14 @@ class _Work:
     warnings: list[str] = field(default_factory=list)
     replaced: set[str] = field(default_factory=set)
     doomed: set[str] = field(default_factory=set)
+    key_versions: dict[str, int] = field(default_factory=dict)
 
 
-def build_plan(loaded: LoadedManifest, live: LiveState, brakes: Brakes = Brakes()) -> Plan:
-    """The full plan, or PlanError listing every reason it cannot be made safely."""
-    work = _Work(loaded, live, DIALECTS[live.dialect])
+def build_plan(loaded: LoadedManifest, live: LiveState, brakes: Brakes = Brakes(),
+               key_versions: dict[str, int] | None = None) -> Plan:
+    """The full plan, or PlanError listing every reason it cannot be made safely.
+    `key_versions` is the api_key_version last applied per model (see state.py)."""
+    work = _Work(loaded, live, DIALECTS[live.dialect], key_versions=dict(key_versions or {}))
     _plan_models(work)
     _plan_deregistrations(work)
     _plan_characters(work)
@@ -46,7 +49,10 @@ def build_plan(loaded: LoadedManifest, live: LiveState, brakes: Brakes = Brakes(
     if work.problems:
         raise PlanError("the plan was refused; nothing was written:\n" +
                         "\n".join(f"  - {p}" for p in work.problems))
-    plan = Plan(live.dialect, work.changes, work.warnings, {"requests": live.requests})
+    versions = {m.model_group_name: m.api_key_version for m in loaded.manifest.models
+                if m.api_key_version is not None}
+    plan = Plan(live.dialect, work.changes, work.warnings,
+                {"requests": live.requests, "api_key_versions": versions})
     plan.verify_order(live, loaded.manifest.builtins())
     return plan
 
@@ -61,6 +67,27 @@ def _known(model: ModelState, dialect: Dialect) -> dict[str, Any]:
     return {k: v for k, v in model.fields().items() if k in dialect.readable and v is not None}
 
 
+def _key_label(spec: ModelSpec) -> str:
+    return SENSITIVE if spec.api_key_version is None else f"(sensitive, version {spec.api_key_version})"
+
+
+def _rotation(work: _Work, spec: ModelSpec) -> tuple[str, str] | None:
+    """(before, after) labels when the manifest's api_key_version differs from
+    the version last applied; None when the key need not be sent."""
+    if spec.api_key_version is None:
+        return None
+    applied = work.key_versions.get(spec.model_group_name)
+    if applied is None:
+        work.warnings.append(f"no record of which api_key_version of model "
+                             f"'{spec.model_group_name}' is live; assuming version "
+                             f"{spec.api_key_version} (it is recorded on the next apply)")
+        return None
+    if applied == spec.api_key_version:
+        return None
+    return (f"(sensitive, version {applied})",
+            f"(sensitive, version {applied} \u2192 {spec.api_key_version})")
+
+
 def _plan_models(work: _Work) -> None:
     for spec in work.loaded.manifest.models:
         group, want = spec.model_group_name, _desired_fields(spec)
@@ -68,16 +95,20 @@ def _plan_models(work: _Work) -> None:
         if live is None:
             after = {k: v for k, v in want.items() if k in work.dialect.registrable}
             work.changes.append(Change("model", group, "register", Phase.REGISTER, None,
-                                       {**after, "api_key": SENSITIVE}, tuple(after) + ("api_key",)))
+                                       {**after, "api_key": _key_label(spec)}, tuple(after) + ("api_key",)))
             continue
         have = _known(live, work.dialect)
         diff = tuple(k for k in want if k in have and have[k] != want[k])
-        if not diff:
-            continue
         forcing = tuple(k for k in diff if k not in work.dialect.updatable)
+        rotation = None if forcing else _rotation(work, spec)
+        if not diff and rotation is None:
+            continue
         if not forcing:
-            work.changes.append(Change("model", group, "update", Phase.UPDATE, have,
-                                       {**have, **{k: want[k] for k in diff}}, diff))
+            before, after = dict(have), {**have, **{k: want[k] for k in diff}}
+            if rotation:
+                before["api_key"], after["api_key"] = rotation
+                diff += ("api_key",)
+            work.changes.append(Change("model", group, "update", Phase.UPDATE, before, after, diff))
             continue
         if spec.protect:
             work.problems.append(f"{work.loaded.model_line(group)}: model '{group}' is protected "
@@ -86,7 +117,7 @@ def _plan_models(work: _Work) -> None:
         work.replaced.add(group)
         after = {k: v for k, v in want.items() if k in work.dialect.registrable}
         work.changes.append(Change("model", group, "replace", Phase.REPLACE, have,
-                                   {**after, "api_key": SENSITIVE}, diff, forces_replace=forcing,
+                                   {**after, "api_key": _key_label(spec)}, diff, forces_replace=forcing,
                                    reason=f"{', '.join(forcing)} cannot be updated in the "
                                           f"{work.dialect.name} dialect"))
 

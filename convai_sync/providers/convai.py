@@ -168,7 +168,9 @@ class ConvaiClient:
         body: dict[str, Any] = {"model_group_name": group, **fields}
         if api_key is not None:
             body["api_key"] = api_key.reveal()
-        self.call(dialect.path("update"), body, f"model '{group}'")  # idempotent: plain retry
+        # a key rotation cannot be read back: only the other fields can confirm it
+        self.call(dialect.path("update"), body, f"model '{group}'",
+                  landed=None if api_key is not None else lambda: self._model_matches(group, fields))
 
     def deregister_model(self, group: str) -> None:
         dialect = self._require_dialect()
@@ -212,7 +214,16 @@ class ConvaiClient:
         return self.call("/character/get", {"charID": char_id}, f"character '{char_id}'")
 
     def update_character(self, char_id: str, fields: dict[str, Any]) -> None:
-        self.call("/character/update", {"charID": char_id, **fields}, f"character '{char_id}'")
+        self.call("/character/update", {"charID": char_id, **fields}, f"character '{char_id}'",
+                  landed=lambda: self._character_matches(char_id, fields))
+
+    def _character_matches(self, char_id: str, fields: dict[str, Any]) -> bool:
+        live = _character_state(self.get_character(char_id))
+        if live is None:
+            return False
+        want_t = fields.get("temperature")
+        return (fields.get("model_group_name", live.model_group_name) == live.model_group_name
+                and (want_t is None or (live.temperature is not None and abs(live.temperature - want_t) < 1e-9)))
 
     # -- whole account -------------------------------------------------------
 

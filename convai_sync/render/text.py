@@ -71,7 +71,9 @@ def _rows(change: Change) -> dict[str, tuple[str, str]]:
     rows: dict[str, tuple[str, str]] = {}
     keys = list(after) if change.action == "replace" else list(change.fields)
     for key in keys:
-        if key in change.fields and key in before:
+        if key == "api_key" and change.action == "update":
+            rows[key] = ("~", show(after.get(key)))  # "(sensitive, version 1 → 2)"
+        elif key in change.fields and key in before:
             note = "  # forces replacement" if key in change.forces_replace else ""
             rows[key] = ("~", f"{show(before.get(key))} -> {show(after.get(key))}{note}")
         elif key in change.fields:

@@ -10,7 +10,7 @@ from ..secrets import SENSITIVE
 def show(value: Any) -> str:
     if value is None:
         return "(unset)"
-    if isinstance(value, str) and value.startswith(SENSITIVE):
+    if isinstance(value, str) and value.startswith(SENSITIVE[:-1]):
         return value
     if isinstance(value, (str, bool)):
         return json.dumps(value)

@@ -1,0 +1,147 @@
+"""Key rotation through api_key_version, and the safety brakes, via the CLI."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from conftest import ACCOUNT_KEY, EXAMPLE, Result, assert_no_secret
+from convai_sync.emulator import Emulator, Faults
+from convai_sync.executor import execute
+from convai_sync.manifest import load_manifest, resolve_secrets
+from convai_sync.planner import build_plan
+from convai_sync.providers.convai import ConvaiClient
+from convai_sync.retry import RetryPolicy
+from convai_sync.state import KeyVersions, record_applied
+
+
+def versioned(tmp_path: Path, turbo: int = 1, vllm: int = 1) -> Path:
+    text = EXAMPLE.read_text()
+    text = text.replace("api_key: ${STUDIO_GATEWAY_KEY}", f"api_key: ${{STUDIO_GATEWAY_KEY}}\n    api_key_version: {turbo}")
+    text = text.replace("api_key: ${STUDIO_VLLM_KEY}", f"api_key: ${{STUDIO_VLLM_KEY}}\n    api_key_version: {vllm}")
+    path = tmp_path / "models.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_bumping_api_key_version_plans_exactly_one_update_and_resends_the_key(
+        make_emulator: Callable[..., Emulator], run: Callable[..., Result], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    emu = make_emulator()
+    manifest = versioned(tmp_path)
+    args = ("--api-url", emu.url)
+    first = run("apply", "-f", str(manifest), *args, "--auto-approve")
+    assert first.code == 0, first.output
+    state = tmp_path / "models.state.json"
+    recorded = json.loads(state.read_text())["accounts"][emu.url]["api_key_versions"]
+    assert recorded == {"studio-turbo": 1, "studio-llama-70b": 1, "studio-qwen-rp": 1}
+    assert run("plan", "-f", str(manifest), *args, "--detailed-exitcode").code == 0
+
+    versioned(tmp_path, turbo=2)
+    monkeypatch.setenv("STUDIO_GATEWAY_KEY", "sk-CANARY-rotated-99e1")
+    planned = run("plan", "-f", str(manifest), *args, "--detailed-exitcode", "--format", "json")
+    assert planned.code == 2
+    [change] = json.loads(planned.stdout)["changes"]
+    assert (change["id"], change["action"], change["fields"]) == ("studio-turbo", "update", ["api_key"])
+    text = run("plan", "-f", str(manifest), *args).stdout
+    assert "~ api_key = (sensitive, version 1 \u2192 2)" in text
+    assert "Plan: 0 to register, 1 to update, 0 to deregister, 0 characters to rebind." in text
+
+    emu.clear_log()
+    applied = run("apply", "-f", str(manifest), *args, "--auto-approve")
+    assert applied.code == 0, applied.output
+    assert [r.path for r in emu.writes()] == ["/llm-models/update"]
+    assert emu.models()["studio-turbo"]["api_key"] == "sk-CANARY-rotated-99e1"
+    assert run("plan", "-f", str(manifest), *args, "--detailed-exitcode").code == 0
+    state_text = state.read_text()
+    assert json.loads(state_text)["accounts"][emu.url]["api_key_versions"]["studio-turbo"] == 2
+    assert "sk-" not in state_text and not re.search(r"[0-9a-f]{32}", state_text)
+    assert_no_secret(first.output, planned.output, text, applied.output, state_text)
+    assert "sk-CANARY-rotated-99e1" not in planned.output + text + applied.output
+
+
+def test_without_a_record_versions_are_adopted_with_a_warning_and_recorded(
+        make_emulator: Callable[..., Emulator], run: Callable[..., Result], tmp_path: Path) -> None:
+    emu = make_emulator()
+    plain = run("apply", "-f", str(EXAMPLE), "--api-url", emu.url, "--auto-approve")
+    assert plain.code == 0
+    assert not (EXAMPLE.parent / "models.state.json").exists()  # nothing versioned, no file
+    manifest = versioned(tmp_path, turbo=4, vllm=4)
+    out = run("plan", "-f", str(manifest), "--api-url", emu.url, "--detailed-exitcode")
+    assert out.code == 0
+    assert "no record of which api_key_version of model 'studio-turbo' is live; assuming version 4" in out.stdout
+    assert run("apply", "-f", str(manifest), "--api-url", emu.url, "--auto-approve").code == 0
+    assert "no record" not in run("plan", "-f", str(manifest), "--api-url", emu.url).stdout
+
+
+def test_a_rotation_that_fails_is_not_recorded(make_emulator: Callable[..., Emulator],
+                                               run: Callable[..., Result], tmp_path: Path) -> None:
+    emu = make_emulator()
+    manifest = versioned(tmp_path)
+    assert run("apply", "-f", str(manifest), "--api-url", emu.url, "--auto-approve").code == 0
+    versioned(tmp_path, vllm=2)
+    loaded = load_manifest(manifest)
+    versions = KeyVersions.load(tmp_path / "models.state.json", emu.url)
+    client = ConvaiClient(emu.url, ACCOUNT_KEY, retry=RetryPolicy(max_attempts=2, base_delay=0.001))
+    plan = build_plan(loaded, client.read_state(), key_versions=versions.versions)
+    assert sorted(c.id for c in plan.changes) == ["studio-llama-70b", "studio-qwen-rp"]
+    emu.faults = Faults(rate=1.0)
+    report = execute(plan, client, resolve_secrets(loaded).keys)
+    assert not report.ok
+    record_applied(versions, plan, report)
+    assert versions.versions == {"studio-turbo": 1, "studio-llama-70b": 1, "studio-qwen-rp": 1}
+    emu.faults = Faults()
+    assert not build_plan(loaded, client.read_state(), key_versions=versions.versions).empty
+
+
+def test_empty_models_with_prune_is_refused_with_zero_writes(
+        make_emulator: Callable[..., Emulator], run: Callable[..., Result], tmp_path: Path) -> None:
+    emu = make_emulator()
+    path = tmp_path / "empty.yaml"
+    path.write_text("version: 1\nsettings:\n  prune: true\n  fallback_model: gpt-4o-mini\n  "
+                    "max_deregister: 10\nmodels: []\n")
+    out = run("apply", "-f", str(path), "--api-url", emu.url, "--auto-approve")
+    assert out.code == 1
+    assert "every custom model (3) would be deregistered" in out.stderr and "--allow-empty" in out.stderr
+    assert emu.writes() == []
+    ok = run("apply", "-f", str(path), "--api-url", emu.url, "--auto-approve", "--allow-empty")
+    assert ok.code == 0, ok.output
+    assert emu.models() == {} and emu.orphan_events == []
+
+
+def test_a_parse_error_is_never_read_as_an_empty_manifest(
+        make_emulator: Callable[..., Emulator], run: Callable[..., Result], tmp_path: Path) -> None:
+    emu = make_emulator()
+    path = tmp_path / "broken.yaml"
+    path.write_text("version: 1\nsettings:\n  prune: true\nmodels:\n  - model_group_name: [\n")
+    out = run("apply", "-f", str(path), "--api-url", emu.url, "--auto-approve", "--allow-empty")
+    assert out.code == 1 and "YAML syntax error" in out.stderr
+    assert emu.requests == []
+
+
+def test_max_deregister_brake(make_emulator: Callable[..., Emulator], run: Callable[..., Result],
+                              tmp_path: Path) -> None:
+    emu = make_emulator()
+    path = tmp_path / "m.yaml"
+    path.write_text(EXAMPLE.read_text().replace("max_deregister: 3", "max_deregister: 1"))
+    out = run("apply", "-f", str(path), "--api-url", emu.url, "--auto-approve")
+    assert out.code == 1
+    assert ("the plan deregisters or replaces 2 models (legacy-mixtral, studio-llama-70b), more "
+            "than settings.max_deregister = 1") in out.stderr
+    assert emu.writes() == []
+    assert run("apply", "-f", str(path), "--api-url", emu.url, "--auto-approve",
+               "--allow-deregister").code == 0
+
+
+def test_protected_model_is_not_replaced(make_emulator: Callable[..., Emulator],
+                                         run: Callable[..., Result], tmp_path: Path) -> None:
+    emu = make_emulator()
+    path = tmp_path / "m.yaml"
+    path.write_text(EXAMPLE.read_text().replace("protect: false", "protect: true"))
+    out = run("plan", "-f", str(path), "--api-url", emu.url)
+    assert out.code == 1
+    assert re.search(r"m.yaml:\d+: model 'studio-llama-70b' is protected \(protect: true\) but "
+                     r"changing model_name requires replacing it", out.stderr)
