@@ -34,8 +34,8 @@ def make_emulator() -> Iterator[Callable[..., Emulator]]:
     started: list[Emulator] = []
 
     def make(dialect: str = "llm-models", seed: dict | None = None, **kw: object) -> Emulator:
-        emu = Emulator(dialect=dialect, account_key=ACCOUNT_KEY,
-                       seed=demo_seed() if seed is None else seed, **kw)
+        kw.setdefault("account_key", ACCOUNT_KEY)
+        emu = Emulator(dialect=dialect, seed=demo_seed() if seed is None else seed, **kw)
         emu.start()
         started.append(emu)
         return emu

@@ -43,20 +43,13 @@ SEED = {
 
 
 @pytest.fixture
-def make_emu():
-    started: list[Emulator] = []
-
+def make_emu(make_emulator):
     def make(**kwargs) -> Emulator:
         kwargs.setdefault("account_key", KEY)
         kwargs.setdefault("seed", SEED)
-        emu = Emulator(**kwargs)
-        emu.start()
-        started.append(emu)
-        return emu
+        return make_emulator(**kwargs)
 
-    yield make
-    for emu in started:
-        emu.stop()
+    return make
 
 
 @pytest.fixture
