@@ -238,3 +238,8 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("Interrupted. Run plan to see what is left to do.", err=True)
         sys.exit(130)
+    except Exception as e:  # a bug: say so plainly, never print a secret
+        log.debug("internal error", exc_info=True)
+        click.echo(scrub(f"Error: internal error ({type(e).__name__}: {e}). This is a bug in "
+                         "convai-sync; please report it (run with -vv for the traceback)."), err=True)
+        sys.exit(EXIT_ERROR)

@@ -40,7 +40,7 @@ def render_plan(plan: Plan, color: bool = False) -> str:
             out.append("")
             out.extend(_change(change, paint))
     out.append("")
-    out.append(paint(plan.summary_line(), "bold") if color else plan.summary_line())
+    out.append(click.style(plan.summary_line(), bold=True) if color else plan.summary_line())
     return "\n".join(out) + "\n"
 
 
