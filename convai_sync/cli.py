@@ -12,14 +12,17 @@ import click
 from . import __version__
 from .account import EMULATOR_SECRET, Target, open_account
 from .errors import ConvaiSyncError
+from .cli_markdown import markdown_options, markdown_settings
 from .executor import execute
 from .manifest import LoadedManifest, ResolvedSecrets, load_manifest, resolve_secrets
+from .model import LiveState
 from .plan import Plan
 from .planner import Brakes, build_plan
 from .progress import StderrProgress
 from .providers.convai import ConvaiClient
 from .render.text import render_plan, render_report, use_color
 from .retry import RetryPolicy
+from .saved_plan import saved_document
 from .secrets import scrub
 from .state import KeyVersions, default_path, record_applied
 
@@ -75,28 +78,49 @@ def validate(manifest_path: str) -> None:
 @_manifest_option
 @_account_options
 @_brake_options
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text",
+              show_default=True)
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when there are changes.")
-def plan(manifest_path: str, fmt: str, detailed_exitcode: bool, **opts: Any) -> None:
+@click.option("--out", "out_file", type=click.Path(dir_okay=False), metavar="PLANFILE",
+              help="Also save the plan for `apply PLANFILE` (JSON; holds no secret).")
+@markdown_options
+def plan(manifest_path: str, fmt: str, detailed_exitcode: bool, out_file: str | None,
+         **opts: Any) -> None:
     """Show what apply would change, in the order it would change it."""
+    markdown = markdown_settings(opts)
     loaded = load_manifest(manifest_path)
     secrets = _secrets(loaded, opts["emulator"], strict=False)
     with open_account(_target(opts, loaded)) as client:
-        result = _plan(loaded, client, opts)
-    _emit_plan(result, fmt)
+        live = _read_live(loaded, client)
+        result = _plan(loaded, client, opts, live=live)
+        account = "emulator" if opts["emulator"] else client.base_url
+    _emit_plan(result, fmt, source=manifest_path, **markdown)
+    if out_file:
+        _write_json(out_file, saved_document(result, loaded, live, account))
+        click.echo(f"Saved the plan to {out_file}; apply exactly it with: convai-sync apply {out_file}",
+                   err=True)
     _warn_missing(secrets)
     sys.exit(EXIT_CHANGES if detailed_exitcode and not result.empty else EXIT_OK)
 
 
 @cli.command()
-@_manifest_option
+@click.argument("plan_file", required=False, metavar="[PLANFILE]")
+@click.option("-f", "--file", "manifest_path", metavar="MANIFEST", type=click.Path(dir_okay=True),
+              help="The manifest (YAML); or pass a saved PLANFILE instead.")
 @_account_options
 @_brake_options
 @click.option("--auto-approve", is_flag=True, help="Apply without asking.")
 @click.option("--report-file", type=click.Path(dir_okay=False, writable=True), metavar="FILE",
               help="Write the apply report (every change: done, failed, not attempted) as JSON.")
-def apply(manifest_path: str, auto_approve: bool, report_file: str | None, **opts: Any) -> None:
-    """Plan, confirm, then apply phase by phase."""
+def apply(manifest_path: str | None, auto_approve: bool, report_file: str | None,
+          plan_file: str | None = None, **opts: Any) -> None:
+    """Plan, confirm, then apply phase by phase. With PLANFILE (from plan --out):
+    apply exactly that plan, or refuse, writing nothing, if the account changed."""
+    if (manifest_path is None) == (plan_file is None):
+        raise click.UsageError("pass exactly one of -f MANIFEST and a saved PLANFILE")
+    if plan_file is not None:
+        from .cli_gitops import apply_saved_plan
+        return apply_saved_plan(plan_file, auto_approve, report_file, opts)
     loaded = load_manifest(manifest_path)
     secrets = _secrets(loaded, opts["emulator"], strict=True)
     with open_account(_target(opts, loaded)) as client:
@@ -141,8 +165,12 @@ def _write_json(path: str, doc: dict[str, Any]) -> None:
 
 
 def _target(opts: dict[str, Any], loaded: LoadedManifest) -> Target:
+    return _target_for(opts, loaded.manifest.settings.api_dialect)
+
+
+def _target_for(opts: dict[str, Any], dialect: str) -> Target:
+    """The account to open; `dialect` (auto or a name) only picks the emulator's."""
     _configure_logging(opts["verbose"])
-    dialect = loaded.manifest.settings.api_dialect
     return Target(api_url=opts["api_url"], emulator=opts["emulator"],
                   emulator_dialect="llm-models" if dialect == "auto" else dialect,
                   parallelism=opts["parallelism"],
@@ -155,19 +183,28 @@ def _key_versions(loaded: LoadedManifest, client: ConvaiClient, opts: dict[str, 
     return KeyVersions.load(path, client.base_url)
 
 
-def _plan(loaded: LoadedManifest, client: ConvaiClient, opts: dict[str, Any],
-          versions: KeyVersions | None = None) -> Plan:
-    versions = versions or _key_versions(loaded, client, opts)
+def _read_live(loaded: LoadedManifest, client: ConvaiClient) -> LiveState:
     live = client.read_state(loaded.manifest.settings.api_dialect)
     log.info("read %d models and %d characters in %d requests (dialect %s)",
              len(live.models), len(live.characters), live.requests, live.dialect)
+    return live
+
+
+def _plan(loaded: LoadedManifest, client: ConvaiClient, opts: dict[str, Any],
+          versions: KeyVersions | None = None, live: LiveState | None = None) -> Plan:
+    """The plan from `live` (read now when not given)."""
+    versions = versions or _key_versions(loaded, client, opts)
+    live = live or _read_live(loaded, client)
     brakes = Brakes(allow_empty=opts["allow_empty"], allow_deregister=opts["allow_deregister"])
     return build_plan(loaded, live, brakes, versions.versions)
 
 
-def _emit_plan(result: Plan, fmt: str) -> None:
+def _emit_plan(result: Plan, fmt: str, source: str | None = None, **markdown: Any) -> None:
     if fmt == "json":
         click.echo(json.dumps(result.to_json(), indent=2))
+    elif fmt == "markdown":
+        from .render.markdown import render_plan_markdown
+        click.echo(render_plan_markdown(result, source=source, **markdown), nl=False)
     else:
         click.echo(render_plan(result, color=use_color(sys.stdout)), nl=False)
 
@@ -216,9 +253,12 @@ class _ScrubbingFormatter(logging.Formatter):
 
 
 def _register_extra_commands() -> None:
+    from .cli_gitops import COMMANDS
     from .emulator.cli import emulator_command
 
     cli.add_command(emulator_command, "emulator")
+    for name, command in COMMANDS.items():
+        cli.add_command(command, name)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -230,8 +270,8 @@ def main(argv: list[str] | None = None) -> None:
         click.echo("Aborted; nothing was written.", err=True)
         sys.exit(EXIT_ERROR)
     except click.ClickException as e:
-        e.show()
-        sys.exit(e.exit_code)
+        e.show()  # a usage error is an error (1): exit 2 means "changes present"
+        sys.exit(EXIT_ERROR if isinstance(e, click.UsageError) else e.exit_code)
     except ConvaiSyncError as e:
         click.echo(scrub(f"Error: {e}"), err=True)
         sys.exit(e.exit_code)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from . import yamlpos
 from .builtins import builtin_models
 from .errors import ManifestError
+from .perf import gc_paused
 from .secrets import ENV_REF, Secret
 
 MAX_BYTES = 10 * 1024 * 1024
@@ -29,22 +31,33 @@ Name = Annotated[str, Field(min_length=1, max_length=200)]
 
 
 class Settings(_Strict):
-    prune: bool = False
-    fallback_model: Name | None = None
-    api_dialect: Literal["auto", "llm-models", "custom-llm"] = "auto"
-    builtin_models: list[Name] = Field(default_factory=list)
-    max_deregister: Annotated[int, Field(ge=0)] = DEFAULT_MAX_DEREGISTER
+    prune: bool = Field(False, description="Deregister live custom models that are not in the "
+                        "manifest (after moving their characters to fallback_model).")
+    fallback_model: Name | None = Field(None, description="A built-in code or a manifest model: "
+                                        "where unmanaged characters of a deregistered model go, and "
+                                        "where characters wait while their model is replaced.")
+    api_dialect: Literal["auto", "llm-models", "custom-llm"] = Field(
+        "auto", description="Which Custom LLM API to use; auto probes llm-models, then custom-llm.")
+    builtin_models: list[Name] = Field(default_factory=list, description="Extra built-in model "
+                                       "codes Convai added after this release.")
+    max_deregister: Annotated[int, Field(ge=0)] = Field(
+        DEFAULT_MAX_DEREGISTER, description="Refuse plans that deregister or replace more models "
+        "than this (override with --allow-deregister).")
 
 
 class ModelSpec(_Strict):
-    model_group_name: Name
-    model_name: Name
-    base_url: Name = DEFAULT_BASE_URL
-    api_key: str
-    api_key_version: Annotated[int, Field(ge=0)] | None = None
-    display_name: Name | None = None
-    is_uncensored: bool = False
-    protect: bool = False
+    model_group_name: Name = Field(description="The model's identity; unique, not a built-in "
+                                   "code, and it cannot be renamed (a new name is a new model).")
+    model_name: Name = Field(description="The model name your OpenAI-compatible endpoint serves.")
+    base_url: Name = Field(DEFAULT_BASE_URL, description="The endpoint's OpenAI-compatible base URL.")
+    api_key: str = Field(description="Only a ${ENV_VAR} reference; the key is read from that "
+                         "environment variable at apply time.",
+                         json_schema_extra={"pattern": ENV_REF.pattern})
+    api_key_version: Annotated[int, Field(ge=0)] | None = Field(
+        None, description="Bump it to send a rotated key (the API never returns keys).")
+    display_name: Name | None = Field(None, description="Shown in Convai; unique per account.")
+    is_uncensored: bool = Field(False, description="As in the Convai API.")
+    protect: bool = Field(False, description="true: refuse any plan that would replace this model.")
 
     @field_validator("api_key")
     @classmethod
@@ -59,16 +72,18 @@ class ModelSpec(_Strict):
 
 
 class CharacterSpec(_Strict):
-    char_id: Name
-    model_group_name: Name
-    temperature: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
+    char_id: Name = Field(description="The Convai character ID (charID).")
+    model_group_name: Name = Field(description="A model from models, or a built-in model code.")
+    temperature: Annotated[float, Field(ge=0.0, le=1.0)] | None = Field(
+        None, description="0..1; absent means leave the character's temperature as it is.")
 
 
 class Manifest(_Strict):
-    version: Literal[1]
-    settings: Settings = Field(default_factory=Settings)
-    models: list[ModelSpec] = Field(default_factory=list)
-    characters: list[CharacterSpec] = Field(default_factory=list)
+    version: Literal[1] = Field(description="The manifest format version; must be 1.")
+    settings: Settings = Field(default_factory=Settings, description="All optional.")
+    models: list[ModelSpec] = Field(default_factory=list, description="The account's custom LLMs.")
+    characters: list[CharacterSpec] = Field(default_factory=list, description="Which model (and "
+                                            "temperature) each listed character uses.")
 
     def builtins(self) -> frozenset[str]:
         return builtin_models() | frozenset(self.settings.builtin_models)
@@ -86,16 +101,24 @@ class LoadedManifest:
         return f"{self.path}:{self.located.line(path)}"
 
     def model_line(self, group: str) -> str:
-        for i, m in enumerate(self.manifest.models):
-            if m.model_group_name == group:
-                return self.where("models", i)
-        return self.path
+        i = self._index[0].get(group)
+        return self.path if i is None else self.where("models", i)
 
     def character_line(self, char_id: str) -> str:
+        i = self._index[1].get(char_id)
+        return self.path if i is None else self.where("characters", i)
+
+    @functools.cached_property
+    def _index(self) -> tuple[dict[str, int], dict[str, int]]:
+        """Position of each model and character (the first, if listed twice), so
+        a plan refusing 10,000 unknown characters does not rescan the list per line."""
+        models: dict[str, int] = {}
+        chars: dict[str, int] = {}
+        for i, m in enumerate(self.manifest.models):
+            models.setdefault(m.model_group_name, i)
         for i, c in enumerate(self.manifest.characters):
-            if c.char_id == char_id:
-                return self.where("characters", i)
-        return self.path
+            chars.setdefault(c.char_id, i)
+        return models, chars
 
 
 def load_manifest(path: str | os.PathLike[str]) -> LoadedManifest:
@@ -105,6 +128,7 @@ def load_manifest(path: str | os.PathLike[str]) -> LoadedManifest:
     return parse_manifest(text, name)
 
 
+@gc_paused()  # many small acyclic objects: see perf.py
 def parse_manifest(text: str, name: str = "<manifest>") -> LoadedManifest:
     try:
         located = yamlpos.load(text)

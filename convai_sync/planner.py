@@ -8,6 +8,7 @@ from .dialects import DIALECTS, Dialect
 from .errors import PlanError
 from .manifest import LoadedManifest, ModelSpec
 from .model import CharacterState, LiveState, ModelState
+from .perf import gc_paused
 from .plan import Change, Phase, Plan
 from .secrets import SENSITIVE
 
@@ -37,6 +38,7 @@ class _Work:
     key_versions: dict[str, int] = field(default_factory=dict)
 
 
+@gc_paused()  # many small acyclic objects: see perf.py
 def build_plan(loaded: LoadedManifest, live: LiveState, brakes: Brakes = Brakes(),
                key_versions: dict[str, int] | None = None) -> Plan:
     """The full plan, or PlanError listing every reason it cannot be made safely.
@@ -178,7 +180,7 @@ def _bind(work: _Work, live: CharacterState, model: str, temperature: float | No
     before = {"model_group_name": live.model_group_name, "temperature": live.temperature}
     after = {"model_group_name": model, "temperature": temperature}
     if model in work.replaced:
-        if live.model_group_name == model:
+        if live.model_group_name in work.replaced:  # its current model goes away in REPLACE too
             fallback = work.loaded.manifest.settings.fallback_model
             if fallback is None:
                 work.problems.append(

@@ -7,6 +7,8 @@ from typing import Any
 
 import yaml
 
+from .perf import gc_paused
+
 Path = tuple[str | int, ...]
 
 
@@ -37,9 +39,26 @@ class DuplicateKey(Exception):
         super().__init__(f"duplicate key '{key}' (first at line {first})")
 
 
+# libyaml (C) scans and parses several times faster than PyYAML's pure-Python
+# loader; it gives the same nodes and marks. On a syntax error the text is parsed
+# again by the pure-Python loader, whose wording the error corpus pins.
+_FAST_LOADER = getattr(yaml, "CSafeLoader", None)
+_STR_TAG = "tag:yaml.org,2002:str"
+
+
 def load(text: str) -> Located:
     """Parse one YAML document. Raises yaml.YAMLError or DuplicateKey."""
-    loader = yaml.SafeLoader(text)
+    if _FAST_LOADER is not None:
+        try:
+            with gc_paused():
+                return _load(_FAST_LOADER, text)
+        except yaml.YAMLError:
+            pass  # report it as the pure-Python loader words it
+    return _load(yaml.SafeLoader, text)
+
+
+def _load(loader_class: type[yaml.SafeLoader], text: str) -> Located:
+    loader = loader_class(text)
     try:
         node = loader.get_single_node()
         out = Located(None)
@@ -56,7 +75,7 @@ def _build(loader: yaml.SafeLoader, node: yaml.Node, path: Path, out: Located) -
         loader.flatten_mapping(node)  # resolves `<<` merge keys
         result: dict[Any, Any] = {}
         for key_node, value_node in node.value:
-            key = loader.construct_object(key_node, deep=True)
+            key = _construct(loader, key_node)
             key_line = key_node.start_mark.line + 1
             if not isinstance(key, (str, int, float, bool)) and key is not None:
                 key = str(key)
@@ -67,4 +86,10 @@ def _build(loader: yaml.SafeLoader, node: yaml.Node, path: Path, out: Located) -
         return result
     if isinstance(node, yaml.SequenceNode):
         return [_build(loader, item, path + (i,), out) for i, item in enumerate(node.value)]
+    return _construct(loader, node)
+
+
+def _construct(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
+    if node.tag == _STR_TAG and type(node) is yaml.ScalarNode:
+        return node.value  # what construct_yaml_str returns, minus the per-node bookkeeping
     return loader.construct_object(node, deep=True)

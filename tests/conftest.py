@@ -2,12 +2,19 @@
 from __future__ import annotations
 
 import io
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
 import pytest
+from hypothesis import settings
+
+# CI explores the same examples every run (no flaky landings); local runs explore anew.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 from convai_sync.cli import main
 from convai_sync.emulator import Emulator, demo_seed

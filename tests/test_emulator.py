@@ -318,6 +318,16 @@ def test_seeded_orphans_do_not_count_but_new_ones_do(make_emu):
     assert [e.character_id for e in emu.orphan_events] == ["c1"]
 
 
+def test_orphaning_again_after_a_reregister_counts_again(emu, client):
+    client.post("/llm-models/deregister", json={"model_group_name": "m-alpha"})
+    client.post("/llm-models/register", json=register_body("m-alpha"))
+    assert client.post("/character/update", json={"charID": "c2", "model_group_name":
+                                                  "m-alpha"}).status_code == 200
+    client.post("/llm-models/deregister", json={"model_group_name": "m-alpha"})
+    events = [(e.character_id, e.model_group_name) for e in emu.orphan_events]
+    assert events == [("c1", "m-alpha"), ("c1", "m-alpha"), ("c2", "m-alpha")]
+
+
 def test_api_key_never_leaves_the_emulator(make_emu):
     for dialect in ("llm-models", "custom-llm"):
         emu = make_emu(dialect=dialect)
@@ -489,6 +499,7 @@ def test_keep_alive_one_connection_serves_many_fast_requests(emu):
     elapsed = time.perf_counter() - start
     conn.close()
     assert elapsed < 1.0, elapsed  # 40 ms Nagle stalls would take 4 s
+    assert emu.connections == 1
 
 
 def test_stop_closes_keep_alive_connections(make_emu):
@@ -566,7 +577,8 @@ def test_cli_bad_option_is_a_usage_error():
     assert result.exit_code == 2 and "Invalid value" in result.output
 
 
-def test_cli_serves_until_sigterm():
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_cli_serves_until_stopped(signum):
     env = {**os.environ, "CONVAI_API_KEY": "cli-key"}
     proc = subprocess.Popen([sys.executable, "-m", "convai_sync.emulator", "--port", "0"],
                             stderr=subprocess.PIPE, text=True, env=env)
@@ -584,9 +596,10 @@ def test_cli_serves_until_sigterm():
         assert "cli-key" not in "".join(seen)  # a key from the environment is not echoed
         r = httpx.post(url + "/llm-models/list", headers={"CONVAI-API-KEY": "cli-key"})
         assert r.status_code == 200 and r.json()["count"] == 3  # the demo seed
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signum)
         assert proc.wait(timeout=5) == 0
-        assert "Traceback" not in proc.stderr.read()
+        rest = proc.stderr.read()
+        assert "Emulator stopped." in rest and "Traceback" not in rest
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -209,3 +209,13 @@ def test_plan_json_round_trips() -> None:
     assert doc["format_version"] == 1
     assert [c["action"] for c in doc["changes"]] == ["register", "update"]
     assert {"resource", "id", "action", "before", "after"} <= set(doc["changes"][0])
+
+
+def test_character_moving_between_two_replaced_models_is_parked_first() -> None:
+    # found by the property test: on 'a' (replaced) and declared onto 'b' (also replaced)
+    m = manifest(model("a", name="v2") + model("b", name="v2"), char("c1", "b"),
+                 settings="  fallback_model: gpt-4o\n")
+    state = live([lm("a", name="v1"), lm("b", name="v1")], [ch("c1", "a")])
+    plan = build_plan(m, state)
+    moves = [(c.phase.name, c.after["model_group_name"]) for c in plan.changes if c.resource == "character"]
+    assert moves == [("REBIND", "gpt-4o"), ("RESTORE", "b")]

@@ -16,6 +16,7 @@ from convai_sync.builtins import builtin_models
 from convai_sync.emulator import endpoints
 from convai_sync.emulator.faults import (FAULT_MESSAGES, Faults, draw_after, draw_before,
                                          retry_after_header)
+from convai_sync.emulator.orphans import OrphanWatch
 from convai_sync.emulator.records import OrphanEvent, RecordedRequest, redact
 from convai_sync.emulator.seed import DIALECTS, normalize_seed
 from convai_sync.emulator.server import EmulatorServer, Response
@@ -98,6 +99,12 @@ class Emulator:
     def orphan_events(self) -> list[OrphanEvent]:
         with self._lock:
             return list(self._orphan_events)
+
+    @property
+    def connections(self) -> int:
+        """TCP connections accepted since start(): with keep-alive, at most one per
+        concurrent client request, however many requests they carried."""
+        return self._server.connections_opened if self._server is not None else 0
 
     def writes(self) -> list[RecordedRequest]:
         return [r for r in self.requests if r.committed]
@@ -188,15 +195,14 @@ class Emulator:
             status = None if kind == "drop" else int(kind)
             self._record(path, logged, status, False, f"before:{kind}")
             return None if status is None else _encode(self._fault_reply(family, status))
-        before = self._state.orphans() if route and route.writes else {}
+        watch = OrphanWatch(self._state, body) if route and route.writes else None
         reply = endpoints.handle(self._state, route, path, method, key_ok, body, body_error)
         if not reply.committed:
             self._record(path, logged, reply.status, False, None)
             return _encode(reply)
         seq = self._record(path, logged, reply.status, True, None)
-        for cid, model in self._state.orphans().items():
-            if cid not in before:  # seeds may start with orphans: only new ones count
-                self._orphan_events.append(OrphanEvent(seq, path, cid, model))
+        for cid, model in (watch.new_orphans() if watch else {}).items():
+            self._orphan_events.append(OrphanEvent(seq, path, cid, model))  # seeded ones never count
         kind = draw_after(self._faults, self._rng)
         if kind is None:
             return _encode(reply)

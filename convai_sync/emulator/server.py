@@ -44,6 +44,7 @@ class EmulatorServer(ThreadingHTTPServer):
         self.app = app
         self._open: set[socket.socket] = set()
         self._open_lock = threading.Lock()
+        self.connections_opened = 0  # accepted TCP connections: shows keep-alive reuse
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, _Handler)
@@ -57,6 +58,7 @@ class EmulatorServer(ThreadingHTTPServer):
     def process_request(self, request, client_address) -> None:  # type: ignore[override]
         with self._open_lock:
             self._open.add(request)
+            self.connections_opened += 1
         super().process_request(request, client_address)
 
     def shutdown_request(self, request) -> None:  # type: ignore[override]

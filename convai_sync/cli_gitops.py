@@ -1,0 +1,171 @@
+"""The commands of the GitOps loop besides plan/apply -f: `apply PLANFILE`,
+`show`, `drift`, `export` and `schema`. Parse, call, render, exit code; the
+logic lives in saved_plan.py, drift.py, export.py and schema.py."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .account import EMULATOR_SECRET, open_account
+from .builtins import builtin_models
+from .cli_markdown import markdown_options, markdown_settings
+from .cli import (EXIT_CHANGES, EXIT_ERROR, EXIT_OK, _account_options, _confirm, _emit_plan,
+                  _manifest_option, _plan, _read_live, _target, _target_for, _verify_converged,
+                  _write_json)
+from .drift import drift_json, drift_text, unchecked_fields
+from .errors import ConvaiSyncError
+from .executor import execute
+from .export import CHARACTER_CHOICES, export_manifest
+from .manifest import load_manifest
+from .progress import StderrProgress
+from .render.markdown import render_drift_markdown
+from .render.text import render_plan, render_report, use_color
+from .saved_plan import load_saved_plan, read_live_for
+from .schema import schema_text
+from .state import KeyVersions, default_path, record_applied
+
+FORMATS = click.Choice(["text", "json", "markdown"])
+
+
+def account_label(opts: dict[str, Any], client: Any) -> str:
+    return "emulator" if opts["emulator"] else client.base_url
+
+
+# -- apply PLANFILE -------------------------------------------------------------
+
+def apply_saved_plan(plan_file: str, auto_approve: bool, report_file: str | None,
+                     opts: dict[str, Any]) -> None:
+    """Apply exactly the saved changes, or refuse (writing nothing) when anything
+    the plan was made from has changed."""
+    saved = load_saved_plan(plan_file)
+    loaded, reasons = saved.check_manifest()
+    if reasons:
+        raise saved.stale_error(reasons)
+    keys = saved.keys(os.environ, EMULATOR_SECRET if opts["emulator"] else None)
+    with open_account(_target_for(opts, saved.plan.dialect)) as client:
+        live = read_live_for(saved, client)
+        reasons = saved.live_reasons(live)
+        if reasons:
+            raise saved.stale_error(reasons)
+        here = account_label(opts, client)
+        if saved.account and saved.account != here:
+            click.echo(f"Warning: the plan was made against {saved.account}; applying it to {here}, "
+                       "whose live state matches the plan.", err=True)
+        builtins = loaded.manifest.builtins() if loaded else builtin_models() | saved.builtin_models
+        saved.plan.verify_order(live, builtins)
+        _emit_plan(saved.plan, "text")
+        if not saved.plan.empty:
+            _confirm(auto_approve)
+        state = opts["state_file"] or (default_path(saved.manifest_path) if saved.manifest_path else None)
+        versions = KeyVersions.load(None if opts["emulator"] or state is None else Path(state),
+                                    client.base_url)
+        report = execute(saved.plan, client, keys, parallelism=opts["parallelism"],
+                         progress=StderrProgress(sys.stderr))
+        record_applied(versions, saved.plan, report)
+        if saved.plan.meta.get("api_key_versions") or (versions.path and versions.path.exists()):
+            versions.save()
+        if report_file:
+            _write_json(report_file, report.to_json())
+        if saved.plan.empty:
+            return
+        click.echo(render_report(report), nl=False)
+        if not report.ok:
+            sys.exit(EXIT_ERROR)
+        if loaded is not None:
+            _verify_converged(loaded, client, opts, versions)
+        else:
+            click.echo(f"The saved changes were applied. The manifest ({saved.manifest_path}) is not "
+                       "here, so convergence was not checked: run plan -f MANIFEST to confirm.")
+
+
+# -- show -------------------------------------------------------------------------
+
+@click.command("show")
+@click.argument("plan_file", metavar="PLANFILE")
+@click.option("--format", "fmt", type=FORMATS, default="text", show_default=True)
+@markdown_options
+def show_command(plan_file: str, fmt: str, **opts: Any) -> None:
+    """Print a saved plan (from plan --out) without contacting the account."""
+    saved = load_saved_plan(plan_file)
+    _emit_plan(saved.plan, fmt, source=saved.manifest_path, **markdown_settings(opts))
+
+
+# -- drift ------------------------------------------------------------------------
+
+@click.command("drift")
+@_manifest_option
+@_account_options
+@click.option("--format", "fmt", type=FORMATS, default="text", show_default=True)
+@markdown_options
+def drift_command(manifest_path: str, fmt: str, **opts: Any) -> None:
+    """Report how the account differs from the manifest; write nothing.
+    Exit 0 in sync, 2 drift, 1 error."""
+    markdown = markdown_settings(opts)
+    loaded = load_manifest(manifest_path)
+    with open_account(_target(opts, loaded)) as client:
+        live = _read_live(loaded, client)
+        result = _plan(loaded, client, {**opts, "allow_empty": True, "allow_deregister": True},
+                       live=live)
+    unchecked = unchecked_fields(loaded, live)
+    if fmt == "json":
+        click.echo(json.dumps(drift_json(result, unchecked, manifest_path), indent=2))
+    elif fmt == "markdown":
+        click.echo(render_drift_markdown(result, unchecked, source=manifest_path, **markdown), nl=False)
+    else:
+        plan_text = render_plan(result, color=use_color(sys.stdout))
+        click.echo(drift_text(result, unchecked, manifest_path, plan_text), nl=False)
+    sys.exit(EXIT_OK if result.empty else EXIT_CHANGES)
+
+
+# -- export -----------------------------------------------------------------------
+
+@click.command("export")
+@_account_options
+@click.option("-o", "--output", metavar="FILE", type=click.Path(dir_okay=False),
+              help="Write the manifest here instead of stdout.")
+@click.option("--force", is_flag=True, help="Overwrite FILE if it exists.")
+@click.option("--characters", type=click.Choice(CHARACTER_CHOICES), default="all", show_default=True,
+              help="Which characters to list: all, or only those bound to a custom model.")
+@click.option("--api-dialect", type=click.Choice(["auto", "llm-models", "custom-llm"]), default="auto",
+              show_default=True, help="Which Custom LLM API to read.")
+def export_command(output: str | None, force: bool, characters: str, api_dialect: str,
+                   **opts: Any) -> None:
+    """Write a manifest from the live account (adoption): every custom model,
+    secrets as ${VAR} placeholders, characters with model and temperature."""
+    if output and Path(output).exists() and not force:
+        raise ConvaiSyncError(f"{output}: already exists; choose another file or pass --force")
+    with open_account(_target_for(opts, api_dialect)) as client:
+        live = client.read_state(api_dialect)
+        exported = export_manifest(live, account_label(opts, client), characters)
+    if output:
+        try:
+            Path(output).write_text(exported.text, "utf-8")
+        except OSError as e:
+            raise ConvaiSyncError(f"{output}: cannot write: {e.strerror}") from None
+        click.echo(f"Wrote {output}: {len(live.models)} models, "
+                   f"{exported.text.count('- char_id:')} characters.", err=True)
+    else:
+        click.echo(exported.text, nl=False)
+    for reason in exported.skipped:
+        click.echo(f"Warning: {reason}", err=True)
+    if exported.variables:
+        click.echo("Set these environment variables (in CI: repository secrets) before apply:", err=True)
+        for group, var in exported.variables.items():
+            click.echo(f"  {var}  (api_key of model '{group}')", err=True)
+
+
+# -- schema -----------------------------------------------------------------------
+
+@click.command("schema")
+def schema_command() -> None:
+    """Print the manifest's JSON Schema (schema/manifest.schema.json)."""
+    click.echo(schema_text(), nl=False)
+
+
+COMMANDS = {"show": show_command, "drift": drift_command, "export": export_command,
+            "schema": schema_command}

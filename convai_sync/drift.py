@@ -1,0 +1,55 @@
+"""Drift: what differs between the account and the manifest, without writing.
+
+There is no second differ: drift is the plan that apply would run now, and an
+empty plan means in sync. This module only adds what a drift report owes its
+reader besides the plan: the fields that could not be compared at all.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from .dialects import DIALECTS
+from .manifest import LoadedManifest
+from .model import MODEL_FIELDS, LiveState
+from .plan import Plan
+from .render.markdown import Unchecked
+
+FORMAT_VERSION = 1
+
+
+def unchecked_fields(loaded: LoadedManifest, live: LiveState) -> list[Unchecked]:
+    """Fields of the manifest's live models that the API never returns."""
+    models = tuple(m.model_group_name for m in loaded.manifest.models
+                   if m.model_group_name in live.models)
+    if not models:
+        return []
+    out = [Unchecked("api_key", "write-only, cannot be checked", models)]
+    readable = DIALECTS[live.dialect].readable
+    for name in MODEL_FIELDS:
+        if name not in readable:
+            out.append(Unchecked(name, f"not returned by the {live.dialect} dialect, cannot be checked",
+                                 models))
+    return out
+
+
+def drift_text(plan: Plan, unchecked: list[Unchecked], source: str, plan_text: str) -> str:
+    if plan.empty:
+        lines = [f"In sync: the account matches {source}.", "", plan_text.rstrip("\n")]
+    else:
+        lines = [f"Drift: the account differs from {source}. Applying the manifest would make "
+                 "these changes:", "", plan_text.rstrip("\n")]
+    if unchecked:
+        lines += ["", "Not checked (the API does not return these fields, so they are never drift):"]
+        lines += [f"  {u.field}: {u.reason} ({', '.join(u.models)})" for u in unchecked]
+    return "\n".join(lines) + "\n"
+
+
+def drift_json(plan: Plan, unchecked: list[Unchecked], source: str) -> dict[str, Any]:
+    return {
+        "format_version": FORMAT_VERSION,
+        "manifest": source,
+        "in_sync": plan.empty,
+        "plan": plan.to_json(),
+        "unchecked": [{"field": u.field, "reason": u.reason, "models": list(u.models)}
+                      for u in unchecked],
+    }

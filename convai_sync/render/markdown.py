@@ -1,0 +1,238 @@
+"""A plan (or a drift report) as Markdown for a pull-request comment, an issue
+or a job summary: status and summary visible, every change folded in
+<details>, a loud alert when models go away, and a hidden marker so a workflow
+can find and update its own comment.
+
+Long documents are cut below `limit` characters (GitHub refuses comments over
+65,536) between two changes, never inside an HTML tag or a code fence, with a
+note saying where the full plan is.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Callable
+
+from ..plan import Change, Plan
+from .values import describe_target, show
+
+PLAN_MARKER = "<!-- convai-sync:plan -->"
+DRIFT_MARKER = "<!-- convai-sync:drift -->"
+GITHUB_LIMIT = 65_536
+DEFAULT_LIMIT = 65_000  # leaves room for a footer a workflow may add
+DEFAULT_HINT = "The full plan is in the job summary of the workflow run that wrote this comment."
+MAX_LISTED = 20
+
+_VERB = {"register": "will be registered", "update": "will be updated in place",
+         "replace": "must be replaced (deregister, then register)", "deregister": "will be deregistered"}
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+@dataclass(frozen=True)
+class Unchecked:
+    """A field the API does not return, so it can never be compared."""
+
+    field: str
+    reason: str
+    models: tuple[str, ...]
+
+
+def render_plan_markdown(plan: Plan, *, source: str | None = None, limit: int | None = DEFAULT_LIMIT,
+                         full_plan_hint: str = DEFAULT_HINT, full_plan_url: str | None = None) -> str:
+    """The plan as a PR comment. `limit=None` (or 0) never cuts."""
+    title = "convai-sync plan" + (f" for {_code(source)}" if source else "")
+    if plan.empty:
+        status = "\u2705 No changes. The account matches the manifest."
+    else:
+        status = f"{_icon(plan)} **{_count(len(plan.changes), 'change')} to apply** " \
+                 f"(dialect `{plan.dialect}`)"
+    return _document(PLAN_MARKER, title, status, plan, [], limit, full_plan_hint, full_plan_url)
+
+
+def render_drift_markdown(plan: Plan, unchecked: list[Unchecked], *, source: str | None = None,
+                          limit: int | None = DEFAULT_LIMIT, full_plan_hint: str = DEFAULT_HINT,
+                          full_plan_url: str | None = None) -> str:
+    """A drift report: what applying the manifest would change now."""
+    where = _code(source) if source else "the manifest"
+    title = "convai-sync drift" + (f" for {_code(source)}" if source else "")
+    if plan.empty:
+        status = f"\u2705 **In sync.** The account matches {where}."
+    else:
+        status = (f"\u26a0\ufe0f **Drift detected:** the account differs from {where} in "
+                  f"{_count(len(plan.changes), 'change')} (dialect `{plan.dialect}`). Run apply "
+                  "to bring it back, or change the manifest to accept what changed.")
+    footer = _unchecked_lines(unchecked)
+    return _document(DRIFT_MARKER, title, status, plan, footer, limit, full_plan_hint, full_plan_url)
+
+
+# -- assembly -----------------------------------------------------------------
+
+def _document(marker: str, title: str, status: str, plan: Plan, footer: list[str],
+              limit: int | None, hint: str, url: str | None) -> str:
+    head = [marker, f"### {title}", "", status, ""]
+    if not plan.empty:
+        head += [f"**{_escape(plan.summary_line())}**", ""]
+        head += _destructive_alert(plan)
+        head += _summary_table(plan)
+    head += _warnings(plan)
+    blocks = [(phase_no, phase_total, phase.title, _change_lines(c))
+              for phase_no, phase_total, phase, c in _numbered(plan)]
+    render: Callable[[int], str] = lambda shown: _join(
+        head, _details(blocks, shown, plan.dialect), _cut_note(shown, len(blocks), hint, url), footer)
+    full = render(len(blocks))
+    if not limit or len(full) <= limit:
+        return full
+    low, high = -1, len(blocks) - 1  # largest `shown` < len(blocks) that fits
+    while low < high:
+        mid = (low + high + 1) // 2
+        if len(render(mid)) <= limit:
+            low = mid
+        else:
+            high = mid - 1
+    if low >= 0:
+        return render(low)
+    minimal = _join([marker, f"### {title}", "", status, "",
+                     f"**{_escape(plan.summary_line())}**", ""], [], _cut_note(0, len(blocks), hint, url), [])
+    if len(minimal) > limit:
+        raise ValueError(f"a Markdown limit of {limit} characters is too small even for the summary")
+    return minimal
+
+
+def _join(head: list[str], details: list[str], note: list[str], footer: list[str]) -> str:
+    return "\n".join(head + details + note + footer).rstrip("\n") + "\n"
+
+
+def _numbered(plan: Plan) -> list[tuple[int, int, object, Change]]:
+    phases = list(plan.phases())
+    return [(no, len(phases), phase, change)
+            for no, (phase, group) in enumerate(phases, 1) for change in group]
+
+
+def _details(blocks: list[tuple[int, int, str, list[str]]], shown: int, dialect: str) -> list[str]:
+    if not blocks:
+        return []
+    what = (f"all {_count(len(blocks), 'change')}" if shown == len(blocks)
+            else f"the first {shown} of {len(blocks)} changes")
+    out = ["<details>", f"<summary>Show {what}, in apply order</summary>", ""]
+    current = None
+    for phase_no, phase_total, phase_title, lines in blocks[:shown]:
+        if phase_no != current:
+            if current is not None:
+                out += ["```", ""]
+            out += [f"**Phase {phase_no}/{phase_total}: {phase_title}**", "", "```diff"]
+            current = phase_no
+        out += lines
+    if current is not None:
+        out += ["```", ""]
+    out += ["</details>", ""]
+    return out
+
+
+def _cut_note(shown: int, total: int, hint: str, url: str | None) -> list[str]:
+    if shown >= total:
+        return []
+    where = _escape(hint) + (f" [Open the workflow run]({url})." if url else "")
+    return ["> [!NOTE]",
+            f"> This comment is cut to fit GitHub's limit of {GITHUB_LIMIT:,} characters: it shows "
+            f"{shown} of {total} changes. {where}", ""]
+
+
+# -- pieces -------------------------------------------------------------------
+
+def _icon(plan: Plan) -> str:
+    return "\U0001f534" if _destructive(plan) else "\U0001f7e1"
+
+
+def _destructive(plan: Plan) -> list[Change]:
+    return [c for c in plan.changes if c.resource == "model" and c.action in ("deregister", "replace")]
+
+
+def _destructive_alert(plan: Plan) -> list[str]:
+    doomed = _destructive(plan)
+    if not doomed:
+        return []
+    gone = sum(1 for c in doomed if c.action == "deregister")
+    replaced = len(doomed) - gone
+    parts = ([f"deregisters {_count(gone, 'model')}"] if gone else []) + \
+            ([f"replaces {_count(replaced, 'model')}"] if replaced else [])
+    names = ", ".join(f"{_code(c.id)} ({c.action})" for c in doomed[:MAX_LISTED])
+    if len(doomed) > MAX_LISTED:
+        names += f" and {len(doomed) - MAX_LISTED} more"
+    return ["> [!WARNING]",
+            f"> **This plan {' and '.join(parts)}:** {names}.",
+            "> Characters that use them are moved first, but anything outside Convai that calls "
+            "these models by name stops working. Review carefully before merging.", ""]
+
+
+def _summary_table(plan: Plan) -> list[str]:
+    s = plan.summary()
+    return ["| register | update | replace | deregister | characters |",
+            "|---:|---:|---:|---:|---:|",
+            f"| {s['register']} | {s['update']} | {s['replace']} | {s['deregister']} | {s['characters']} |",
+            ""]
+
+
+def _warnings(plan: Plan) -> list[str]:
+    if not plan.warnings:
+        return []
+    out = ["**Warnings**", ""]
+    out += [f"- {_escape(w)}" for w in plan.warnings[:MAX_LISTED]]
+    if len(plan.warnings) > MAX_LISTED:
+        out.append(f"- and {len(plan.warnings) - MAX_LISTED} more (see the full plan)")
+    return out + [""]
+
+
+def _unchecked_lines(unchecked: list[Unchecked]) -> list[str]:
+    if not unchecked:
+        return []
+    out = ["**Not checked** (the API does not return these fields, so they are never drift):", ""]
+    for u in unchecked:
+        names = ", ".join(_code(m) for m in u.models[:MAX_LISTED])
+        if len(u.models) > MAX_LISTED:
+            names += f" and {len(u.models) - MAX_LISTED} more"
+        out.append(f"- `{u.field}`: {_escape(u.reason)}" + (f" ({names})" if names else ""))
+    return out + [""]
+
+
+def _change_lines(change: Change) -> list[str]:
+    """One change as diff lines: @@ header, '-' before, '+' after, ' ' unchanged."""
+    label = describe_target(change.resource, change.id, change.name)
+    verb = _VERB[change.action]
+    if change.resource == "character":
+        verb = "will be rebound" if "model_group_name" in change.fields else "will be updated"
+    why = f" ({change.reason})" if change.reason else ""
+    lines = [f"@@ {label} {verb}{why} @@"]
+    before, after = change.before or {}, change.after or {}
+    keys = list(dict.fromkeys([*after, *before])) if change.action != "update" else list(change.fields)
+    if change.resource == "character" and change.action == "update":
+        keys = list(change.fields)
+    width = max((len(k) for k in keys), default=0)
+    for key in keys:
+        name = key.ljust(width)
+        note = "  # forces replacement" if key in change.forces_replace else ""
+        if change.action == "register" or (key not in before and key in after):
+            lines.append(f"+     {name} = {show(after.get(key))}")
+        elif change.action == "deregister" or key not in after:
+            lines.append(f"-     {name} = {show(before.get(key))}")
+        elif key in change.fields:
+            lines.append(f"-     {name} = {show(before.get(key))}")
+            lines.append(f"+     {name} = {show(after.get(key))}{note}")
+        else:
+            lines.append(f"      {name} = {show(after.get(key))}")
+    return [_CONTROL.sub(" ", line) for line in lines]
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
+
+
+def _escape(text: str) -> str:
+    """Plain text that cannot open an HTML tag or break the layout."""
+    text = _CONTROL.sub(" ", text)
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _code(text: str) -> str:
+    """An inline code span that survives backticks and line breaks in `text`."""
+    text = _CONTROL.sub(" ", text).replace("`", "'")
+    return f"`{text}`"
