@@ -120,13 +120,20 @@ def test_plan_against_another_dialect_is_refused(make_emulator: Callable[..., Em
     assert now.writes() == []
 
 
-def test_changed_manifest_is_refused_but_a_comment_is_not_a_change(
-        make_emulator: Callable[..., Emulator], run: Callable[..., Result], tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+def plan_beside_manifest(make_emulator: Callable[..., Emulator], run: Callable[..., Result],
+                         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Emulator:
+    """models.yaml and plan.json in the working directory, as CI has them."""
     emu = make_emulator()
     monkeypatch.chdir(tmp_path)
     shutil.copy(EXAMPLE, tmp_path / "models.yaml")
     save_plan(run, emu, tmp_path / "plan.json", "models.yaml")
+    return emu
+
+
+def test_changed_manifest_is_refused_but_a_comment_is_not_a_change(
+        make_emulator: Callable[..., Emulator], run: Callable[..., Result], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    emu = plan_beside_manifest(make_emulator, run, tmp_path, monkeypatch)
     original = (tmp_path / "models.yaml").read_text()
     (tmp_path / "models.yaml").write_text(original.replace("temperature: 0.9", "temperature: 0.8"))
     out = run("apply", "plan.json", "--api-url", emu.url, "--auto-approve")
@@ -143,10 +150,7 @@ def test_changed_manifest_is_refused_but_a_comment_is_not_a_change(
 def test_saved_plan_applies_without_the_manifest_and_says_convergence_was_not_checked(
         make_emulator: Callable[..., Emulator], run: Callable[..., Result], tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    emu = make_emulator()
-    monkeypatch.chdir(tmp_path)
-    shutil.copy(EXAMPLE, tmp_path / "models.yaml")
-    save_plan(run, emu, tmp_path / "plan.json", "models.yaml")
+    emu = plan_beside_manifest(make_emulator, run, tmp_path, monkeypatch)
     (tmp_path / "models.yaml").unlink()
     out = run("apply", "plan.json", "--api-url", emu.url, "--auto-approve")
     assert out.code == 0, out.output
