@@ -18,9 +18,11 @@ For every size it generates a manifest and a drifted account (every model new,
 - the round-trip bound: sum over phases of ceil(writes in phase / parallelism)
   x latency, i.e. what an apply with zero overhead could do.
 
-The emulator runs in its own process (by default) so that its CPU does not
-compete with the client's for one interpreter lock. A CPU section times
-load + validate + plan of 10,000 characters and 1,000 models.
+The emulator runs in its own process, reset to a fresh copy of the seed before
+every run, so that its CPU does not compete with the client's for one
+interpreter lock (its CPU time is reported). A CPU section times load +
+validate + plan of 10,000 characters and 1,000 models in a fresh process, and
+the same at a tenth of the size (linear, not quadratic). Results: RESULTS.md.
 """
 from __future__ import annotations
 
@@ -46,7 +48,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from convai_sync.emulator import Emulator, Faults  # noqa: E402
-from convai_sync.emulator.synthetic import KEY_VARS, live_state, synthetic_account  # noqa: E402
+from convai_sync.emulator.synthetic import live_state, synthetic_account  # noqa: E402
 from convai_sync.executor import execute  # noqa: E402
 from convai_sync.manifest import load_manifest, resolve_secrets  # noqa: E402
 from convai_sync.plan import Plan  # noqa: E402
@@ -61,50 +63,60 @@ BRAKES = Brakes(allow_empty=True, allow_deregister=True)
 
 # --- the emulator, in a child process ---------------------------------------------------
 
-def _serve(conn: Any, seed: dict, latency_ms: float) -> None:
-    emu = Emulator(dialect="llm-models", account_key=KEY, seed=seed,
-                   faults=Faults(latency_ms=latency_ms))
+def _serve(conn: Any) -> None:
+    """The child: one emulator, reset to a fresh seed before every measured run."""
+    emu = Emulator(dialect="llm-models", account_key=KEY)
     emu.start()
     conn.send(emu.url)
-    cpu = time.process_time()
-    conn.recv()  # "stop"
-    conn.send({**_stats(emu), "cpu": time.process_time() - cpu})
-    emu.stop()
-
-
-def _stats(emu: Emulator) -> dict[str, Any]:
-    requests = emu.requests
-    return {"requests": len(requests), "connections": emu.connections,
-            "writes": [(r.path, r.body) for r in requests if r.committed],
-            "failed": sum(1 for r in requests if r.status != 200),
-            "orphans": len(emu.orphan_events), "cpu": float("nan")}
-
-
-class EmulatorRun:
-    """A fresh emulator holding `seed`; `.finish()` stops it and returns its log."""
-
-    def __init__(self, seed: dict, latency_ms: float, in_process: bool):
-        self._emu: Emulator | None = None
-        if in_process:
-            self._emu = Emulator(dialect="llm-models", account_key=KEY, seed=seed,
-                                 faults=Faults(latency_ms=latency_ms))
-            self.url = self._emu.start()
+    connections, cpu = 0, 0.0
+    while True:
+        command, arg = conn.recv()
+        if command == "reset":
+            seed, latency_ms = arg
+            emu.load_seed(seed)
+            emu.clear_log()
+            emu.faults = Faults(latency_ms=latency_ms)
+            connections, cpu = emu.connections, time.process_time()
+            conn.send(None)
+        elif command == "stats":
+            requests = emu.requests
+            conn.send({"requests": len(requests), "connections": emu.connections - connections,
+                       "writes": [(r.path, r.body) for r in requests if r.committed],
+                       "orphans": len(emu.orphan_events), "cpu": time.process_time() - cpu})
+        else:
+            emu.stop()
+            conn.send(None)
             return
+
+
+class EmulatorHost:
+    """An emulator in its own process, so that its CPU does not compete with the
+    client's for one interpreter lock (and so that its cost can be measured)."""
+
+    def __init__(self) -> None:
         ctx = multiprocessing.get_context("spawn")
         self._conn, child = ctx.Pipe()
-        self._proc = ctx.Process(target=_serve, args=(child, seed, latency_ms), daemon=True)
+        self._proc = ctx.Process(target=_serve, args=(child,), daemon=True)
         self._proc.start()
         self.url = self._conn.recv()
 
-    def finish(self) -> dict[str, Any]:
-        if self._emu is not None:
-            stats = _stats(self._emu)
-            self._emu.stop()
-            return stats
-        self._conn.send("stop")
-        stats = self._conn.recv()
+    def _ask(self, command: str, arg: Any = None) -> Any:
+        self._conn.send((command, arg))
+        return self._conn.recv()
+
+    def reset(self, seed: dict, latency_ms: float) -> str:
+        """A fresh copy of `seed`, an empty log; returns the URL."""
+        self._ask("reset", (seed, latency_ms))
+        return self.url
+
+    def stats(self) -> dict[str, Any]:
+        """Requests, committed writes, connections opened, orphans and CPU seconds
+        since the last reset."""
+        return self._ask("stats")
+
+    def close(self) -> None:
+        self._ask("stop")
         self._proc.join(timeout=10)
-        return stats
 
 
 # --- one size -----------------------------------------------------------------------------
@@ -123,6 +135,7 @@ class Row:
     bound_s: float
     worst_phase_ratio: float
     connections: int
+    emulator_cpu_s: float
     phase_requests: list[int] = field(default_factory=list)
 
 
@@ -138,6 +151,9 @@ class PhaseClock:
     def finished(self, outcome: Any) -> None:
         pass
 
+    def done(self) -> None:
+        pass
+
 
 def phase_requests(plan: Plan) -> list[int]:
     """Write requests per phase: a replace is two (deregister, then register)."""
@@ -148,8 +164,8 @@ def bound(per_phase: list[int], parallelism: int, latency_s: float) -> float:
     return sum(math.ceil(n / parallelism) * latency_s for n in per_phase)
 
 
-def run_size(characters: int, models: int, args: argparse.Namespace, parallelism: int,
-             baselines: bool = True) -> Row:
+def run_size(host: EmulatorHost, characters: int, models: int, args: argparse.Namespace,
+             parallelism: int, baselines: bool = True) -> Row:
     account = synthetic_account(characters, models)
     latency_s = args.latency_ms / 1000
     with tempfile.TemporaryDirectory() as tmp:
@@ -158,26 +174,24 @@ def run_size(characters: int, models: int, args: argparse.Namespace, parallelism
         loaded = load_manifest(path)
     keys = resolve_secrets(loaded, environ={}, placeholder="bench-model-key").keys
 
-    emu = EmulatorRun(account.seed, args.latency_ms, args.in_process)
-    try:
-        with ConvaiClient(emu.url, KEY, parallelism=parallelism) as client:
-            t0 = time.perf_counter()
-            live = client.read_state("auto")
-            plan = build_plan(loaded, live, BRAKES)
-            plan_s = time.perf_counter() - t0
-            assert live.requests == plan.meta["requests"]
-            before = client.requests
-            clock = PhaseClock()
-            t0 = time.perf_counter()
-            report = execute(plan, client, keys, parallelism=parallelism, progress=clock)
-            apply_s = time.perf_counter() - t0
-            apply_requests = client.requests - before
-            if not report.ok:
-                raise SystemExit(f"apply failed at {characters} characters: {report.to_json()}")
-            if not build_plan(loaded, client.read_state("auto"), BRAKES).empty:
-                raise SystemExit(f"apply did not converge at {characters} characters")
-    finally:
-        stats = emu.finish()
+    url = host.reset(account.seed, args.latency_ms)
+    with ConvaiClient(url, KEY, parallelism=parallelism) as client:
+        t0 = time.perf_counter()
+        live = client.read_state("auto")
+        plan = build_plan(loaded, live, BRAKES)
+        plan_s = time.perf_counter() - t0
+        assert live.requests == plan.meta["requests"]
+        before = client.requests
+        clock = PhaseClock()
+        t0 = time.perf_counter()
+        report = execute(plan, client, keys, parallelism=parallelism, progress=clock)
+        apply_s = time.perf_counter() - t0
+        apply_requests = client.requests - before
+        stats = host.stats()  # connections and emulator CPU of the plan and the apply
+        if not report.ok:
+            raise SystemExit(f"apply failed at {characters} characters: {report.to_json()}")
+        if not build_plan(loaded, client.read_state("auto"), BRAKES).empty:
+            raise SystemExit(f"apply did not converge at {characters} characters")
     if stats["orphans"]:
         raise SystemExit(f"{stats['orphans']} characters were orphaned during the apply")
     per_phase = phase_requests(plan)
@@ -188,11 +202,11 @@ def run_size(characters: int, models: int, args: argparse.Namespace, parallelism
     assert len(writes) == apply_requests == sum(per_phase), (len(writes), apply_requests)
     sequential_s = tf_s = float("nan")
     if baselines:
-        sequential_s = replay(account.seed, writes, [len(writes)], 1, args)
-        tf_s = replay(account.seed, writes, per_phase, TF_PARALLELISM, args)
+        sequential_s = replay(host, account.seed, writes, [len(writes)], 1, args)
+        tf_s = replay(host, account.seed, writes, per_phase, TF_PARALLELISM, args)
     return Row(characters, models, len(plan.changes), live.requests, apply_requests, plan_s,
                apply_s, sequential_s, tf_s, bound(per_phase, parallelism, latency_s), worst,
-               stats["connections"], per_phase)
+               stats["connections"], stats["cpu"], per_phase)
 
 
 def _with_key(body: dict | None) -> dict:
@@ -202,29 +216,25 @@ def _with_key(body: dict | None) -> dict:
     return body
 
 
-def replay(seed: dict, writes: list[tuple[str, dict]], per_phase: list[int], parallelism: int,
-           args: argparse.Namespace) -> float:
+def replay(host: EmulatorHost, seed: dict, writes: list[tuple[str, dict]], per_phase: list[int],
+           parallelism: int, args: argparse.Namespace) -> float:
     """Send `writes` with a plain httpx client, phase by phase, `parallelism` at a
     time (1: a sequential loop), against a fresh copy of `seed`; the wall time."""
-    emu = EmulatorRun(seed, args.latency_ms, args.in_process)
+    url = host.reset(seed, args.latency_ms)
     limits = httpx.Limits(max_connections=parallelism, max_keepalive_connections=parallelism)
-    try:
-        with httpx.Client(base_url=emu.url, headers={"CONVAI-API-KEY": KEY},
-                          limits=limits) as http:
-            post = lambda w: http.post(w[0], json=w[1]).status_code  # noqa: E731
-            t0 = time.perf_counter()
-            if parallelism == 1:
-                statuses = [post(w) for w in writes]
-            else:
-                statuses = []
-                with ThreadPoolExecutor(parallelism) as pool:
-                    start = 0
-                    for n in per_phase:
-                        statuses += pool.map(post, writes[start:start + n])
-                        start += n
-            elapsed = time.perf_counter() - t0
-    finally:
-        emu.finish()
+    with httpx.Client(base_url=url, headers={"CONVAI-API-KEY": KEY}, limits=limits) as http:
+        post = lambda w: http.post(w[0], json=w[1]).status_code  # noqa: E731
+        t0 = time.perf_counter()
+        if parallelism == 1:
+            statuses = [post(w) for w in writes]
+        else:
+            statuses = []
+            with ThreadPoolExecutor(parallelism) as pool:
+                start = 0
+                for n in per_phase:
+                    statuses += pool.map(post, writes[start:start + n])
+                    start += n
+        elapsed = time.perf_counter() - t0
     if any(s != 200 for s in statuses):
         raise SystemExit(f"a replayed write failed: {sorted(set(statuses))}")
     return elapsed
@@ -250,22 +260,19 @@ def cpu_load_and_plan(characters: int, models: int, repeat: int) -> list[float]:
     return out
 
 
-def plan_wall_no_latency(characters: int, models: int, args: argparse.Namespace) -> tuple[float, int]:
+def plan_wall_no_latency(host: EmulatorHost, characters: int, models: int) -> tuple[float, int]:
     """Wall time of what `plan` does: load the manifest, read the account, diff."""
     account = synthetic_account(characters, models)
-    emu = EmulatorRun(account.seed, 0.0, args.in_process)
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "models.yaml"
-            path.write_text(account.manifest, "utf-8")
-            t0 = time.perf_counter()
-            loaded = load_manifest(path)
-            with ConvaiClient(emu.url, KEY) as client:
-                live = client.read_state("auto")
-                build_plan(loaded, live, BRAKES)
-            elapsed = time.perf_counter() - t0
-    finally:
-        emu.finish()
+    url = host.reset(account.seed, 0.0)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "models.yaml"
+        path.write_text(account.manifest, "utf-8")
+        t0 = time.perf_counter()
+        loaded = load_manifest(path)
+        with ConvaiClient(url, KEY) as client:
+            live = client.read_state("auto")
+            build_plan(loaded, live, BRAKES)
+        elapsed = time.perf_counter() - t0
     return elapsed, live.requests
 
 
@@ -297,7 +304,7 @@ def table(rows: list[Row], parallelism: int) -> str:
     head = ("| characters / models | changes | requests plan / apply | plan | apply "
             f"(p={parallelism}) | sequential | Terraform/decK-like (p={TF_PARALLELISM}) | "
             "round-trip bound | apply / sequential | apply / bound | worst phase / its bound "
-            "| connections |")
+            "| connections | emulator CPU |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         lines.append(
@@ -305,66 +312,106 @@ def table(rows: list[Row], parallelism: int) -> str:
             f"{r.apply_requests:,} | {fmt_s(r.plan_s)} | {fmt_s(r.apply_s)} | "
             f"{fmt_s(r.sequential_s)} | {fmt_s(r.tf_s)} | {fmt_s(r.bound_s)} | "
             f"{ratio(r.apply_s, r.sequential_s)} | {ratio(r.apply_s, r.bound_s)} | "
-            f"{r.worst_phase_ratio:.2f}x | {r.connections} |")
+            f"{r.worst_phase_ratio:.2f}x | {r.connections} | {fmt_s(r.emulator_cpu_s)} |")
     return "\n".join(lines)
 
 
+def cli_default_parallelism() -> int:
+    from convai_sync.cli import apply
+
+    return next(p.default for p in apply.params if p.name == "parallelism")
+
+
+def models_for(characters: int) -> int:
+    return MODELS_FOR.get(characters, max(1, characters // 33))
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--latency-ms", type=float, default=20.0, help="emulator latency per request")
-    ap.add_argument("--sizes", default="10,100,1000,10000",
-                    help="character counts, comma-separated (models: 3/10/30/100, else ~1 per 33)")
-    ap.add_argument("--parallelism", type=int, default=8, help="convai-sync --parallelism")
+    ap.add_argument("--sizes", default=None, help="character counts, comma-separated "
+                    "[10,100,1000,10000; --quick: 10,30]; models 3/10/30/100, else 1 per 33")
+    ap.add_argument("--parallelism", type=int, default=cli_default_parallelism(),
+                    help="convai-sync --parallelism [the CLI's default]")
     ap.add_argument("--sweep", default="", help="also time the 1,000-character apply at these "
                     "parallelisms, e.g. 4,8,16,32")
-    ap.add_argument("--cpu-size", default="10000,1000", help="characters,models for the CPU check")
+    ap.add_argument("--cpu-size", default=None,
+                    help="characters,models for the CPU check [10000,1000; --quick: 300,30]")
     ap.add_argument("--quick", action="store_true", help="tiny sizes, one CPU run (a smoke test)")
-    ap.add_argument("--in-process", action="store_true",
-                    help="run the emulator in this process (faster start, less faithful timing)")
     ap.add_argument("--markdown", metavar="FILE", help="also write the report to FILE")
     args = ap.parse_args(argv)
-    if args.quick:
-        args.sizes = args.sizes if "--sizes" in (argv or sys.argv) else "10,30"
-        args.cpu_size = "300,30" if "--cpu-size" not in (argv or sys.argv) else args.cpu_size
-    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
-    cpu_chars, cpu_models = (int(x) for x in args.cpu_size.split(","))
+    sizes = [int(x) for x in (args.sizes or ("10,30" if args.quick else "10,100,1000,10000"))
+             .split(",") if x.strip()]
+    cpu_chars, cpu_models = (int(x) for x in
+                             (args.cpu_size or ("300,30" if args.quick else "10000,1000")).split(","))
 
     out = [f"Machine: {machine()}", "",
-           f"Emulator latency {args.latency_ms:g} ms per request; emulator "
-           f"{'in this process' if args.in_process else 'in its own process'}.", ""]
+           f"Emulator latency {args.latency_ms:g} ms per request, in its own process; "
+           f"convai-sync --parallelism {args.parallelism}.", ""]
     print("\n".join(out), flush=True)
-    rows = []
-    for n in sizes:
-        rows.append(run_size(n, MODELS_FOR.get(n, max(1, n // 33)), args, args.parallelism))
-        print(f"  measured {n:,} characters", file=sys.stderr, flush=True)
-    section = table(rows, args.parallelism)
-    print(section, flush=True)
-    out.append(section)
 
-    if args.sweep:
-        n = 1000 if not args.quick else sizes[-1]
-        sweep = ["", f"Apply time by --parallelism ({n:,} characters, {MODELS_FOR.get(n, max(1, n // 33))} models):", "",
-                 "| parallelism | apply | round-trip bound | apply / bound | connections |",
-                 "|---|---|---|---|---|"]
-        for p in (int(x) for x in args.sweep.split(",")):
-            r = run_size(n, MODELS_FOR.get(n, max(1, n // 33)), args, p, baselines=False)
-            sweep.append(f"| {p} | {fmt_s(r.apply_s)} | {fmt_s(r.bound_s)} | "
-                         f"{ratio(r.apply_s, r.bound_s)} | {r.connections} |")
-        print("\n".join(sweep), flush=True)
-        out += sweep
+    def emit(*lines: str) -> None:
+        out.extend(lines)
+        print("\n".join(lines), flush=True)
 
-    runs = cpu_load_and_plan(cpu_chars, cpu_models, 1 if args.quick else 5)
-    wall, requests = plan_wall_no_latency(cpu_chars, cpu_models, args)
-    cpu = ["", f"CPU: load + validate + plan of {cpu_chars:,} characters and {cpu_models:,} models: "
-           f"median {statistics.median(runs):.3f} s, min {min(runs):.3f} s, max {max(runs):.3f} s "
-           f"of CPU over {len(runs)} run(s).",
-           f"Plan of {cpu_chars:,} characters and {cpu_models:,} models against the emulator with no "
-           f"latency (load, read, diff): {wall:.3f} s wall, {requests} requests."]
-    print("\n".join(cpu), flush=True)
-    out += cpu
+    host = EmulatorHost()
+    try:
+        rows = []
+        for n in sizes:
+            rows.append(run_size(host, n, models_for(n), args, args.parallelism))
+            print(f"  measured {n:,} characters", file=sys.stderr, flush=True)
+        emit(table(rows, args.parallelism))
+        if args.sweep:
+            n = 1000 if 1000 in sizes or not args.quick else sizes[-1]
+            emit("", f"Apply by --parallelism ({n:,} characters, {models_for(n)} models, "
+                 f"{args.latency_ms:g} ms):", "",
+                 "| parallelism | apply | round-trip bound | apply / bound | "
+                 "worst phase / its bound | connections |", "|---|---|---|---|---|---|")
+            for p in (int(x) for x in args.sweep.split(",")):
+                r = run_size(host, n, models_for(n), args, p, baselines=False)
+                emit(f"| {p} | {fmt_s(r.apply_s)} | {fmt_s(r.bound_s)} | "
+                     f"{ratio(r.apply_s, r.bound_s)} | {r.worst_phase_ratio:.2f}x | "
+                     f"{r.connections} |")
+
+        wall, requests = plan_wall_no_latency(host, cpu_chars, cpu_models)
+    finally:
+        host.close()
+    # in a fresh process, like a `convai-sync plan` run, not in this one's big heap
+    repeat = 1 if args.quick else 5
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        runs = pool.apply(cpu_load_and_plan, (cpu_chars, cpu_models, repeat))
+        small = pool.apply(cpu_load_and_plan, (cpu_chars // 10, max(1, cpu_models // 10), repeat))
+    cpu = statistics.median(runs)
+    emit("", f"CPU: load + validate + plan of {cpu_chars:,} characters and {cpu_models:,} "
+                f"models: median {cpu:.3f} s (min {min(runs):.3f} s, max {max(runs):.3f} s) over "
+                f"{len(runs)} run(s); a tenth of that size: median {statistics.median(small):.3f} s "
+                f"({cpu / statistics.median(small):.1f}x for 10x the size).",
+                f"Plan of {cpu_chars:,} characters and {cpu_models:,} models against the emulator "
+                f"with no latency (load, read, diff): {wall:.3f} s wall, {requests} requests.")
+    emit("", "Targets:", *[f"- {'met' if ok else 'MISSED'}: {what}" for ok, what in
+                           targets(rows, cpu, wall, requests, cpu_chars)])
     if args.markdown:
         Path(args.markdown).write_text("\n".join(out) + "\n", "utf-8")
     return 0
+
+
+def targets(rows: list[Row], cpu: float, wall: float, requests: int,
+            cpu_chars: int) -> list[tuple[bool, str]]:
+    out = [(all(r.plan_requests <= 3 for r in rows) and requests <= 3,
+            "plan reads with at most 3 requests at every size")]
+    for r in rows:
+        if r.characters == 1000:
+            out.append((r.apply_s <= 0.35 * r.sequential_s,
+                        f"apply of {r.changes} changes <= 0.35x sequential "
+                        f"({ratio(r.apply_s, r.sequential_s)})"))
+            out.append((r.apply_s <= 1.3 * r.bound_s,
+                        f"apply of {r.changes} changes <= 1.3x the round-trip bound "
+                        f"({ratio(r.apply_s, r.bound_s)})"))
+    if cpu_chars >= 10000:
+        out.append((wall < 2.0, f"plan of {cpu_chars:,} characters under 2 s wall ({wall:.3f} s)"))
+        out.append((cpu < 1.0, f"load + validate + plan under 1 s CPU ({cpu:.3f} s)"))
+    return out
 
 
 if __name__ == "__main__":

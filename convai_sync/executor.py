@@ -45,6 +45,7 @@ class ApplyReport:
 class Progress(Protocol):
     def phase(self, phase: Phase, changes: list[Change]) -> None: ...
     def finished(self, outcome: Outcome) -> None: ...
+    def done(self) -> None: ...
 
 
 def execute(plan: Plan, client: ConvaiClient, keys: dict[str, Secret], *,
@@ -52,14 +53,18 @@ def execute(plan: Plan, client: ConvaiClient, keys: dict[str, Secret], *,
     """Apply every change; the report says what was done, failed, or not attempted."""
     report = ApplyReport([Outcome(c) for c in plan.changes])
     by_change = {id(o.change): o for o in report.outcomes}
-    with ThreadPoolExecutor(max_workers=max(1, parallelism)) as pool:
-        for phase, group in plan.phases():
-            if progress:
-                progress.phase(phase, group)
-            run = lambda change: _run_one(change, client, keys, by_change[id(change)], progress)
-            list(pool.map(run, group))
-            if any(by_change[id(c)].status == FAILED for c in group):
-                break
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, parallelism)) as pool:
+            for phase, group in plan.phases():
+                if progress:
+                    progress.phase(phase, group)
+                run = lambda change: _run_one(change, client, keys, by_change[id(change)], progress)
+                list(pool.map(run, group))
+                if any(by_change[id(c)].status == FAILED for c in group):
+                    break
+    finally:
+        if progress:
+            progress.done()  # never leave a progress bar open (e.g. on Ctrl-C)
     return report
 
 

@@ -24,22 +24,37 @@ class RetryPolicy:
 
 class AdaptiveLimit:
     """A concurrency limit shared by every request of a run (AIMD): a 429 halves
-    it and pauses everyone for Retry-After; each success grows it back slowly."""
+    it and pauses everyone for Retry-After; each success grows it back slowly.
+
+    One cut per burst: a 429 cuts the limit only if its request was sent after
+    the last cut; the others were already in flight when the limit was cut and
+    say nothing new (a time window cannot tell them apart when Retry-After is
+    short). Each cut also halves how fast the limit grows back (down to 1/64),
+    so against a hard cap the run settles at the cap and probes above it ever
+    more rarely, instead of once every few requests."""
+
+    MAX_PATIENCE = 6  # growth slows to at most 1/2**6 of TCP-like additive increase
 
     def __init__(self, maximum: int):
         self.maximum = max(1, maximum)
         self.limit = float(self.maximum)
         self._inflight = 0
         self._resume_at = 0.0
-        self._last_cut = 0.0
+        self._cuts = 0
+        self._sent = threading.local()  # the cut count when this thread's request was sent
         self._cond = threading.Condition()
         self.throttled = 0
+
+    @property
+    def cuts(self) -> int:
+        return self._cuts
 
     def acquire(self) -> None:
         with self._cond:
             while self._inflight >= int(self.limit):
                 self._cond.wait()
             self._inflight += 1
+            self._sent.cuts = self._cuts
             wait = self._resume_at - time.monotonic()
         if wait > 0:
             time.sleep(wait)
@@ -52,15 +67,17 @@ class AdaptiveLimit:
     def success(self) -> None:
         with self._cond:
             if self.limit < self.maximum:
-                self.limit = min(self.maximum, self.limit + 1 / self.limit)
+                patience = 2 ** min(self._cuts, self.MAX_PATIENCE)
+                self.limit = min(self.maximum, self.limit + 1 / (self.limit * patience))
                 self._cond.notify_all()
 
     def throttle(self, retry_after: float | None) -> None:
+        """A 429 for the request this thread sent last (after acquire())."""
         now = time.monotonic()
         with self._cond:
             self.throttled += 1
-            if now - self._last_cut > 0.05:  # one cut per burst of 429s, not one per request
+            if getattr(self._sent, "cuts", self._cuts) == self._cuts:
                 self.limit = max(1.0, self.limit / 2)
-                self._last_cut = now
+                self._cuts += 1
             if retry_after:
                 self._resume_at = max(self._resume_at, now + retry_after)

@@ -13,6 +13,7 @@ from ..errors import ApiError, ConvaiSyncError
 from ..model import CharacterState, LiveState, ModelState
 from ..retry import AdaptiveLimit, RetryPolicy
 from ..secrets import Secret, remember
+from .transport import JsonTransport
 
 DEFAULT_URL = "https://api.convai.com"
 _HINTS = {
@@ -41,10 +42,9 @@ class ConvaiClient:
         self.requests = 0
         self._count_lock = threading.Lock()
         self.dialect: Dialect | None = None
-        self._http = httpx.Client(
-            base_url=self.base_url, timeout=timeout,
-            headers={"CONVAI-API-KEY": api_key, "Content-Type": "application/json"},
-            limits=httpx.Limits(max_connections=parallelism, max_keepalive_connections=parallelism))
+        # one pool, as many keep-alive connections as requests may be in flight
+        self._http = JsonTransport(self.base_url, {"CONVAI-API-KEY": api_key}, timeout=timeout,
+                                   pool_size=parallelism)
 
     def close(self) -> None:
         self._http.close()
@@ -90,7 +90,7 @@ class ConvaiClient:
         try:
             with self._count_lock:
                 self.requests += 1
-            response = self._http.post(path, json=body if body is not None else {})
+            response = self._http.post(path, body if body is not None else {})
         except httpx.ConnectError as e:
             if "refused" in str(e).lower() or "name" in str(e).lower():
                 raise ApiError(f"POST {path}", obj, None, f"cannot connect to {self.base_url}: {e}",
