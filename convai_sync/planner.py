@@ -48,6 +48,7 @@ def build_plan(loaded: LoadedManifest, live: LiveState, brakes: Brakes = Brakes(
     _plan_deregistrations(work)
     _plan_characters(work)
     _check_brakes(work, brakes)
+    _check_display_names(work)
     if work.problems:
         raise PlanError("the plan was refused; nothing was written:\n" +
                         "\n".join(f"  - {p}" for p in work.problems))
@@ -237,6 +238,29 @@ def _check_brakes(work: _Work, brakes: Brakes) -> None:
         work.problems.append(f"the plan deregisters or replaces {len(going)} models "
                              f"({', '.join(going)}), more than settings.max_deregister = {limit}; "
                              "review it and pass --allow-deregister, or raise the limit")
+
+
+def _check_display_names(work: _Work) -> None:
+    """Convai refuses a display_name another model holds (409). A model may take
+    a name only if its holder gives it up in an earlier phase; otherwise the
+    apply would fail halfway, so refuse now and say how to do it in two steps."""
+    if "display_name" not in work.dialect.readable:
+        return
+    holders = {m.display_name: m.model_group_name for m in work.live.models.values() if m.display_name}
+    released = {c.id: c.phase for c in work.changes if c.resource == "model"
+                and ("display_name" in c.fields or c.action == "deregister")}
+    for change in work.changes:
+        name = (change.after or {}).get("display_name")
+        holder = holders.get(name)
+        if holder is None or holder == change.id or (change.before or {}).get("display_name") == name:
+            continue
+        if released.get(holder, Phase.DEREGISTER + 1) < change.phase:
+            continue
+        work.problems.append(
+            f"{work.loaded.model_line(change.id)}: display_name '{name}' of model '{change.id}' is "
+            f"still held by model '{holder}' when it would be set, and Convai requires display "
+            f"names to be unique; apply in two steps: first give '{holder}' another display_name "
+            "(or remove it), apply, then make this change")
 
 
 def _label(live: CharacterState) -> str:

@@ -219,3 +219,23 @@ def test_character_moving_between_two_replaced_models_is_parked_first() -> None:
     plan = build_plan(m, state)
     moves = [(c.phase.name, c.after["model_group_name"]) for c in plan.changes if c.resource == "character"]
     assert moves == [("REBIND", "gpt-4o"), ("RESTORE", "b")]
+
+
+def test_swapping_display_names_is_refused_with_a_two_step_remedy() -> None:
+    m = manifest(model("a", display="B") + model("b", display="A"))
+    with pytest.raises(PlanError, match=r"display_name 'B' of model 'a' is still held by model 'b'.*two steps"):
+        build_plan(m, live([lm("a", display="A"), lm("b", display="B")], []))
+
+
+def test_registering_a_display_name_a_pruned_model_holds_is_refused() -> None:
+    m = manifest(model("new", display="Old name"), settings="  prune: true\n")
+    with pytest.raises(PlanError, match=r"still held by model 'old'"):
+        build_plan(m, live([lm("old", display="Old name")], []))
+
+
+def test_taking_a_display_name_released_in_an_earlier_phase_is_fine() -> None:
+    # 'b' gives up "X" in the update phase; 'a' takes it when it is replaced, later
+    m = manifest(model("a", name="v2", display="X") + model("b", display="Y"),
+                 settings="  fallback_model: gpt-4o\n")
+    plan = build_plan(m, live([lm("a", name="v1", display="A"), lm("b", display="X")], []))
+    assert [(c.action, c.id) for c in plan.changes] == [("update", "b"), ("replace", "a")]
