@@ -23,7 +23,7 @@ from .providers.convai import ConvaiClient
 from .render.text import render_plan, render_report, use_color
 from .retry import RetryPolicy
 from .saved_plan import saved_document
-from .secrets import scrub
+from .secrets import Secret, scrub
 from .state import KeyVersions, default_path, record_applied
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
@@ -127,22 +127,30 @@ def apply(manifest_path: str | None, auto_approve: bool, report_file: str | None
     with open_account(_target(opts, loaded)) as client:
         versions = _key_versions(loaded, client, opts)
         result = _plan(loaded, client, opts, versions)
-        _emit_plan(result, "text")
-        if not result.empty:
-            _confirm(auto_approve)
-        report = execute(result, client, secrets.keys, parallelism=opts["parallelism"],
-                         progress=StderrProgress(sys.stderr))
-        record_applied(versions, result, report)
-        if result.meta.get("api_key_versions") or (versions.path and versions.path.exists()):
-            versions.save()
-        if report_file:
-            _write_json(report_file, report.to_json())
-        if result.empty:
-            return
-        click.echo(render_report(report), nl=False)
-        if not report.ok:
-            sys.exit(EXIT_ERROR)
-        _verify_converged(loaded, client, opts, versions)
+        if run_apply(result, client, secrets.keys, versions, opts, auto_approve, report_file):
+            _verify_converged(loaded, client, opts, versions)
+
+
+def run_apply(result: Plan, client: ConvaiClient, keys: dict[str, Secret], versions: KeyVersions,
+              opts: dict[str, Any], auto_approve: bool, report_file: str | None) -> bool:
+    """Show, confirm, execute, record key versions, report. Exits 1 when a change
+    failed; returns whether anything was applied (and so is worth verifying)."""
+    _emit_plan(result, "text")
+    if not result.empty:
+        _confirm(auto_approve)
+    report = execute(result, client, keys, parallelism=opts["parallelism"],
+                     progress=StderrProgress(sys.stderr))
+    record_applied(versions, result, report)
+    if result.meta.get("api_key_versions") or (versions.path and versions.path.exists()):
+        versions.save()
+    if report_file:
+        _write_json(report_file, report.to_json())
+    if result.empty:
+        return False
+    click.echo(render_report(report), nl=False)
+    if not report.ok:
+        sys.exit(EXIT_ERROR)
+    return True
 
 
 def _verify_converged(loaded: LoadedManifest, client: ConvaiClient, opts: dict[str, Any],

@@ -14,20 +14,17 @@ import click
 from .account import EMULATOR_SECRET, open_account
 from .builtins import builtin_models
 from .cli_markdown import markdown_options, markdown_settings
-from .cli import (EXIT_CHANGES, EXIT_ERROR, EXIT_OK, _account_options, _confirm, _emit_plan,
-                  _manifest_option, _plan, _read_live, _target, _target_for, _verify_converged,
-                  _write_json)
+from .cli import (EXIT_CHANGES, EXIT_OK, _account_options, _emit_plan, _manifest_option, _plan,
+                  _read_live, _target, _target_for, _verify_converged, run_apply)
 from .drift import drift_json, drift_text, unchecked_fields
 from .errors import ConvaiSyncError
-from .executor import execute
 from .export import CHARACTER_CHOICES, export_manifest
 from .manifest import load_manifest
-from .progress import StderrProgress
 from .render.markdown import render_drift_markdown
-from .render.text import render_plan, render_report, use_color
+from .render.text import render_plan, use_color
 from .saved_plan import load_saved_plan, read_live_for
 from .schema import schema_text
-from .state import KeyVersions, default_path, record_applied
+from .state import KeyVersions, default_path
 
 FORMATS = click.Choice(["text", "json", "markdown"])
 
@@ -58,24 +55,11 @@ def apply_saved_plan(plan_file: str, auto_approve: bool, report_file: str | None
                        "whose live state matches the plan.", err=True)
         builtins = loaded.manifest.builtins() if loaded else builtin_models() | saved.builtin_models
         saved.plan.verify_order(live, builtins)
-        _emit_plan(saved.plan, "text")
-        if not saved.plan.empty:
-            _confirm(auto_approve)
         state = opts["state_file"] or (default_path(saved.manifest_path) if saved.manifest_path else None)
         versions = KeyVersions.load(None if opts["emulator"] or state is None else Path(state),
                                     client.base_url)
-        report = execute(saved.plan, client, keys, parallelism=opts["parallelism"],
-                         progress=StderrProgress(sys.stderr))
-        record_applied(versions, saved.plan, report)
-        if saved.plan.meta.get("api_key_versions") or (versions.path and versions.path.exists()):
-            versions.save()
-        if report_file:
-            _write_json(report_file, report.to_json())
-        if saved.plan.empty:
+        if not run_apply(saved.plan, client, keys, versions, opts, auto_approve, report_file):
             return
-        click.echo(render_report(report), nl=False)
-        if not report.ok:
-            sys.exit(EXIT_ERROR)
         if loaded is not None:
             _verify_converged(loaded, client, opts, versions)
         else:

@@ -6,7 +6,7 @@ from typing import Callable
 
 import pytest
 
-from conftest import ACCOUNT_KEY, CANARIES, EXAMPLE, Result, assert_no_secret
+from conftest import CANARIES, EXAMPLE, Result, assert_no_secret
 from convai_sync.emulator import Emulator
 from convai_sync.manifest import load_manifest
 
