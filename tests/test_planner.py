@@ -239,3 +239,16 @@ def test_taking_a_display_name_released_in_an_earlier_phase_is_fine() -> None:
                  settings="  fallback_model: gpt-4o\n")
     plan = build_plan(m, live([lm("a", name="v1", display="A"), lm("b", display="X")], []))
     assert [(c.action, c.id) for c in plan.changes] == [("update", "b"), ("replace", "a")]
+
+
+def test_failed_report_names_unmanaged_characters_left_parked() -> None:
+    from convai_sync.executor import DONE, FAILED, ApplyReport, Outcome
+    from convai_sync.render.text import render_report
+    m = manifest(model("a", name="v2"), settings="  fallback_model: gpt-4o\n")
+    plan = build_plan(m, live([lm("a", name="v1")], [ch("u1", "a", name="Sage")]))
+    park, replace, restore = plan.changes
+    report = ApplyReport([Outcome(park, DONE), Outcome(replace, FAILED, "HTTP 500"), Outcome(restore)])
+    text = render_report(report)
+    assert text.startswith("Apply failed: 1 done, 1 failed, 1 not attempted.")
+    assert "were parked on the fallback model and were not moved back" in text
+    assert text.rstrip().endswith('character "Sage" (u1)')

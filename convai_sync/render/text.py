@@ -7,7 +7,7 @@ from typing import IO, Any
 
 import click
 
-from ..plan import Change, Plan
+from ..plan import Change, Phase, Plan
 from .values import describe_target, show
 
 _SYMBOL = {"register": ("+", "green"), "update": ("~", "yellow"),
@@ -92,6 +92,13 @@ def render_report(report: Any) -> str:
         label = describe_target(o.change.resource, o.change.id, o.change.name)
         detail = f": {o.error}" if o.error else ""
         lines.append(f"  {o.status:<13} {o.change.action:<10} {label}{detail}")
+    stranded = [describe_target(o.change.resource, o.change.id, o.change.name) for o in report.outcomes
+                if o.status != "done" and o.change.phase == Phase.RESTORE
+                and o.change.reason.startswith("unmanaged")]
+    if stranded:
+        lines.append("Note: these characters are not in the manifest; they were parked on the fallback "
+                     "model and were not moved back. A re-run cannot know they were parked: declare "
+                     "them under characters, or move them back by hand: " + ", ".join(stranded))
     head = (f"Apply failed: {report.count('done')} done, {report.count('failed')} failed, "
             f"{report.count('not attempted')} not attempted. Nothing after the failed phase ran; "
             "fix the cause and run apply again: it picks up from the live state.")
