@@ -24,7 +24,7 @@ from .render.text import render_plan, render_report, use_color
 from .retry import RetryPolicy
 from .saved_plan import saved_document
 from .secrets import Secret, scrub
-from .state import KeyVersions, default_path, record_applied
+from .state import SyncState, default_path, record_applied
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
 log = logging.getLogger("convai_sync")
@@ -131,7 +131,7 @@ def apply(manifest_path: str | None, auto_approve: bool, report_file: str | None
             _verify_converged(loaded, client, opts, versions)
 
 
-def run_apply(result: Plan, client: ConvaiClient, keys: dict[str, Secret], versions: KeyVersions,
+def run_apply(result: Plan, client: ConvaiClient, keys: dict[str, Secret], versions: SyncState,
               opts: dict[str, Any], auto_approve: bool, report_file: str | None) -> bool:
     """Show, confirm, execute, record key versions, report. Exits 1 when a change
     failed; returns whether anything was applied (and so is worth verifying)."""
@@ -141,7 +141,7 @@ def run_apply(result: Plan, client: ConvaiClient, keys: dict[str, Secret], versi
     report = execute(result, client, keys, parallelism=opts["parallelism"],
                      progress=StderrProgress(sys.stderr))
     record_applied(versions, result, report)
-    if result.meta.get("api_key_versions") or (versions.path and versions.path.exists()):
+    if versions.worth_saving(result):
         versions.save()
     if report_file:
         _write_json(report_file, report.to_json())
@@ -154,7 +154,7 @@ def run_apply(result: Plan, client: ConvaiClient, keys: dict[str, Secret], versi
 
 
 def _verify_converged(loaded: LoadedManifest, client: ConvaiClient, opts: dict[str, Any],
-                      versions: KeyVersions) -> None:
+                      versions: SyncState) -> None:
     """Read the account again: an apply is finished when plan says nothing is left."""
     left = _plan(loaded, client, {**opts, "allow_empty": True, "allow_deregister": True}, versions)
     if left.empty:
@@ -186,10 +186,10 @@ def _target_for(opts: dict[str, Any], dialect: str) -> Target:
                   retry=RetryPolicy(max_total=opts["retry_max_time"]))
 
 
-def _key_versions(loaded: LoadedManifest, client: ConvaiClient, opts: dict[str, Any]) -> KeyVersions:
-    """Applied api_key_versions for this account (in memory only on the emulator)."""
+def _key_versions(loaded: LoadedManifest, client: ConvaiClient, opts: dict[str, Any]) -> SyncState:
+    """What earlier applies recorded for this account (in memory only on the emulator)."""
     path = None if opts["emulator"] else Path(opts["state_file"] or default_path(loaded.path))
-    return KeyVersions.load(path, client.base_url)
+    return SyncState.load(path, client.base_url)
 
 
 def _read_live(loaded: LoadedManifest, client: ConvaiClient) -> LiveState:
@@ -200,12 +200,12 @@ def _read_live(loaded: LoadedManifest, client: ConvaiClient) -> LiveState:
 
 
 def _plan(loaded: LoadedManifest, client: ConvaiClient, opts: dict[str, Any],
-          versions: KeyVersions | None = None, live: LiveState | None = None) -> Plan:
+          versions: SyncState | None = None, live: LiveState | None = None) -> Plan:
     """The plan from `live` (read now when not given)."""
     versions = versions or _key_versions(loaded, client, opts)
     live = live or _read_live(loaded, client)
     brakes = Brakes(allow_empty=opts["allow_empty"], allow_deregister=opts["allow_deregister"])
-    return build_plan(loaded, live, brakes, versions.versions)
+    return build_plan(loaded, live, brakes, versions.versions, versions.parked)
 
 
 def _emit_plan(result: Plan, fmt: str, source: str | None = None, **markdown: Any) -> None:

@@ -24,7 +24,7 @@ from .render.markdown import render_drift_markdown
 from .render.text import render_plan, use_color
 from .saved_plan import load_saved_plan, read_live_for
 from .schema import schema_text
-from .state import KeyVersions, default_path
+from .state import SyncState, default_path
 
 FORMATS = click.Choice(["text", "json", "markdown"])
 
@@ -56,7 +56,7 @@ def apply_saved_plan(plan_file: str, auto_approve: bool, report_file: str | None
         builtins = loaded.manifest.builtins() if loaded else builtin_models() | saved.builtin_models
         saved.plan.verify_order(live, builtins)
         state = opts["state_file"] or (default_path(saved.manifest_path) if saved.manifest_path else None)
-        versions = KeyVersions.load(None if opts["emulator"] or state is None else Path(state),
+        versions = SyncState.load(None if opts["emulator"] or state is None else Path(state),
                                     client.base_url)
         if not run_apply(saved.plan, client, keys, versions, opts, auto_approve, report_file):
             return

@@ -36,14 +36,19 @@ class _Work:
     replaced: set[str] = field(default_factory=set)
     doomed: set[str] = field(default_factory=set)
     key_versions: dict[str, int] = field(default_factory=dict)
+    parked: dict[str, str] = field(default_factory=dict)
+    parked_resolved: list[str] = field(default_factory=list)
 
 
 @gc_paused()  # many small acyclic objects: see perf.py
 def build_plan(loaded: LoadedManifest, live: LiveState, brakes: Brakes = Brakes(),
-               key_versions: dict[str, int] | None = None) -> Plan:
+               key_versions: dict[str, int] | None = None,
+               parked: dict[str, str] | None = None) -> Plan:
     """The full plan, or PlanError listing every reason it cannot be made safely.
-    `key_versions` is the api_key_version last applied per model (see state.py)."""
-    work = _Work(loaded, live, DIALECTS[live.dialect], key_versions=dict(key_versions or {}))
+    `key_versions` is the api_key_version last applied per model, `parked` the
+    unmanaged characters an earlier run left on the fallback (see state.py)."""
+    work = _Work(loaded, live, DIALECTS[live.dialect], key_versions=dict(key_versions or {}),
+                 parked=dict(parked or {}))
     _plan_models(work)
     _plan_deregistrations(work)
     _plan_characters(work)
@@ -55,7 +60,8 @@ def build_plan(loaded: LoadedManifest, live: LiveState, brakes: Brakes = Brakes(
     versions = {m.model_group_name: m.api_key_version for m in loaded.manifest.models
                 if m.api_key_version is not None}
     plan = Plan(live.dialect, work.changes, work.warnings,
-                {"requests": live.requests, "api_key_versions": versions})
+                {"requests": live.requests, "api_key_versions": versions,
+                 "parked_resolved": sorted(work.parked_resolved)})
     plan.verify_order(live, loaded.manifest.builtins())
     return plan
 
@@ -154,8 +160,10 @@ def _plan_characters(work: _Work) -> None:
         _bind(work, live, spec.model_group_name, temperature, "")
     stranded: list[str] = []
     fallback = work.loaded.manifest.settings.fallback_model
+    work.parked_resolved += [cid for cid in work.parked
+                             if cid in declared or cid not in work.live.characters]
     for cid, live in sorted(work.live.characters.items()):
-        if cid in declared:
+        if cid in declared or _unpark(work, live):
             continue
         model = live.model_group_name
         if model in work.doomed or model in work.replaced:
@@ -173,6 +181,20 @@ def _plan_characters(work: _Work) -> None:
                              "settings.fallback_model is set to move them to: " + "; ".join(stranded)
                              + ". Set settings.fallback_model, or declare them under characters")
     _check_fallback(work, fallback)
+
+
+def _unpark(work: _Work, live: CharacterState) -> bool:
+    """Move a character an earlier run parked back onto its model, once that
+    model exists (or is about to). True when that is planned."""
+    back = work.parked.get(live.char_id)
+    if back is None:
+        return False
+    managed = {m.model_group_name for m in work.loaded.manifest.models}
+    if back == live.model_group_name or not (back in managed or back in work.loaded.manifest.builtins()):
+        work.parked_resolved.append(live.char_id)  # already back, or its model is gone for good
+        return False
+    _bind(work, live, back, live.temperature, f"unmanaged; parked earlier while '{back}' was replaced")
+    return True
 
 
 def _bind(work: _Work, live: CharacterState, model: str, temperature: float | None, reason: str) -> None:

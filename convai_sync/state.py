@@ -1,12 +1,15 @@
-"""The one thing convai-sync must remember between runs: which api_key_version
-of each model it last sent. The API never returns keys, so a rotation can only
-be planned by comparing the manifest's version with the version last applied.
+"""What convai-sync must remember between runs, because the API cannot tell:
 
-The file holds model names and integers only: no secret, nothing derived from
-one. It is kept per account (API base URL) and written only by a successful
-write of the key (register, replace, or a rotation update) or when a model's
-version is first recorded. A missing record means "adopt": the manifest's
-version is assumed live and recorded on the next apply.
+- which api_key_version of each model it last sent (keys are write-only, so a
+  rotation can only be planned by comparing versions);
+- which characters *not* in the manifest it parked on the fallback model while
+  their model was replaced, and has not yet moved back (a replace that failed
+  halfway leaves them there, and nothing live says they were parked).
+
+The file holds model names, character IDs and integers only: no secret,
+nothing derived from one. It is kept per account (API base URL) and written
+only when there is something to keep. A missing version record means "adopt":
+the manifest's version is assumed live and recorded on the next apply.
 """
 from __future__ import annotations
 
@@ -28,35 +31,45 @@ def default_path(manifest_path: str) -> Path:
 
 
 @dataclass
-class KeyVersions:
-    """Applied api_key_version per model_group_name, for one account."""
+class SyncState:
+    """Applied api_key_version per model, and parked characters (char_id -> the
+    model to move them back to), for one account."""
 
     path: Path | None
     account: str
     versions: dict[str, int] = field(default_factory=dict)
+    parked: dict[str, str] = field(default_factory=dict)
     _doc: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def load(cls, path: Path | None, account: str) -> "KeyVersions":
+    def load(cls, path: Path | None, account: str) -> "SyncState":
         if path is None or not path.exists():
             return cls(path, account)
         try:
             doc = json.loads(path.read_text("utf-8"))
             if doc.get("format_version") != FORMAT_VERSION:
                 raise ValueError(f"unknown format_version {doc.get('format_version')!r}")
-            raw = doc.get("accounts", {}).get(account, {}).get("api_key_versions", {})
-            versions = {str(k): int(v) for k, v in raw.items()}
+            entry = doc.get("accounts", {}).get(account, {})
+            versions = {str(k): int(v) for k, v in entry.get("api_key_versions", {}).items()}
+            parked = {str(k): str(v) for k, v in entry.get("parked_characters", {}).items()}
         except (ValueError, AttributeError, TypeError) as e:
             raise ConvaiSyncError(f"{path}: not a convai-sync state file ({e}); fix or delete it "
                                   "(deleting it only means key versions are adopted again)") from None
-        return cls(path, account, versions, doc)
+        return cls(path, account, versions, parked, doc)
+
+    def worth_saving(self, plan: Any) -> bool:
+        return bool(plan.meta.get("api_key_versions") or self.parked
+                    or (self.path and self.path.exists()))
 
     def save(self) -> None:
         if self.path is None:
             return
         doc = self._doc or {"format_version": FORMAT_VERSION, "accounts": {}}
         doc["format_version"] = FORMAT_VERSION
-        doc.setdefault("accounts", {})[self.account] = {"api_key_versions": dict(sorted(self.versions.items()))}
+        entry: dict[str, Any] = {"api_key_versions": dict(sorted(self.versions.items()))}
+        if self.parked:
+            entry["parked_characters"] = dict(sorted(self.parked.items()))
+        doc.setdefault("accounts", {})[self.account] = entry
         tmp = self.path.with_name(self.path.name + ".tmp")
         try:
             tmp.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", "utf-8")
@@ -65,21 +78,40 @@ class KeyVersions:
             raise ConvaiSyncError(f"{self.path}: cannot write the state file: {e.strerror}") from None
 
 
-def record_applied(versions: KeyVersions, plan: Any, report: Any) -> None:
-    """Update the applied versions after an apply: a model's version is recorded
-    once every change that sends its key is done (or when none was needed)."""
+def record_applied(state: SyncState, plan: Any, report: Any) -> None:
+    """Update the state after an apply: a model's version is recorded once every
+    change that sends its key is done (or when none was needed); an unmanaged
+    character stays parked until its move back is done."""
     wanted: dict[str, int] = dict(plan.meta.get("api_key_versions", {}))
     sends_key: dict[str, list[str]] = {}
     for outcome in report.outcomes:
         c = outcome.change
-        if c.resource != "model":
+        if c.resource == "character":
             continue
         if c.action == "deregister" and outcome.status == "done":
-            versions.versions.pop(c.id, None)
+            state.versions.pop(c.id, None)
         elif c.action in ("register", "replace") or "api_key" in c.fields:
             sends_key.setdefault(c.id, []).append(outcome.status)
-    for group in set(versions.versions) - set(wanted):
-        versions.versions.pop(group)  # no longer versioned (or no longer managed)
+    for cid in plan.meta.get("parked_resolved", []):
+        state.parked.pop(cid, None)
+    parked_now = {o.change.id for o in report.outcomes if o.status == "done"
+                  and o.change.reason.startswith("parked while")}
+    for outcome in report.outcomes:
+        if outcome.change.resource == "character":
+            _record_parking(state, outcome, parked_now)
+    for group in set(state.versions) - set(wanted):
+        state.versions.pop(group)  # no longer versioned (or no longer managed)
     for group, version in wanted.items():
         if all(status == "done" for status in sends_key.get(group, [])):
-            versions.versions[group] = version
+            state.versions[group] = version
+
+
+def _record_parking(state: SyncState, outcome: Any, parked_now: set[str]) -> None:
+    c = outcome.change
+    if c.phase.name == "RESTORE" and c.reason.startswith("unmanaged"):
+        if outcome.status == "done":
+            state.parked.pop(c.id, None)
+        elif c.id in parked_now:  # parked by this run, not moved back
+            state.parked[c.id] = c.after["model_group_name"]
+    elif outcome.status == "done" and c.reason.startswith("unmanaged; parked earlier"):
+        state.parked.pop(c.id, None)  # moved back by a later run

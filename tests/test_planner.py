@@ -250,5 +250,44 @@ def test_failed_report_names_unmanaged_characters_left_parked() -> None:
     report = ApplyReport([Outcome(park, DONE), Outcome(replace, FAILED, "HTTP 500"), Outcome(restore)])
     text = render_report(report)
     assert text.startswith("Apply failed: 1 done, 1 failed, 1 not attempted.")
-    assert "were parked on the fallback model and were not moved back" in text
+    assert "were parked on the fallback model and were not moved back yet" in text
+    assert "the next apply moves them back" in text
     assert text.rstrip().endswith('character "Sage" (u1)')
+
+
+def test_character_parked_by_an_earlier_run_is_moved_back_once_its_model_exists() -> None:
+    m = manifest(model("a", name="v2"), settings="  fallback_model: gpt-4o\n")
+    # a replace of 'a' failed halfway: 'a' is gone, u1 waits on the fallback
+    plan = build_plan(m, live([], [ch("u1", "gpt-4o", 0.3)]), parked={"u1": "a"})
+    assert kinds(plan) == [("REGISTER", "model", "register", "a"), ("REBIND", "character", "update", "u1")]
+    assert plan.changes[1].after == {"model_group_name": "a", "temperature": 0.3}
+    assert plan.changes[1].reason == "unmanaged; parked earlier while 'a' was replaced"
+    assert plan.meta["parked_resolved"] == []
+
+
+def test_parked_entries_that_need_nothing_are_resolved() -> None:
+    m = manifest(model("a"), char("d1", "a"))
+    state = live([lm("a")], [ch("u1", "a"), ch("d1", "gpt-4o"), ch("u2", "gpt-4o")])
+    plan = build_plan(m, state, parked={"u1": "a", "d1": "a", "u2": "gone-model", "u3": "a"})
+    assert plan.meta["parked_resolved"] == ["d1", "u1", "u2", "u3"]
+    assert [c.id for c in plan.changes] == ["d1"]
+
+
+def test_state_records_characters_left_parked_and_forgets_them_once_back(tmp_path) -> None:
+    from convai_sync.executor import DONE, FAILED, ApplyReport, Outcome
+    from convai_sync.state import SyncState, record_applied
+    m = manifest(model("a", name="v2"), settings="  fallback_model: gpt-4o\n")
+    plan = build_plan(m, live([lm("a", name="v1")], [ch("u1", "a")]))
+    park, replace, restore = plan.changes
+    state = SyncState(tmp_path / "s.json", "acct")
+    record_applied(state, plan, ApplyReport([Outcome(park, DONE), Outcome(replace, FAILED), Outcome(restore)]))
+    assert state.parked == {"u1": "a"}
+    state.save()
+    assert SyncState.load(tmp_path / "s.json", "acct").parked == {"u1": "a"}
+    again = build_plan(m, live([], [ch("u1", "gpt-4o")]), parked=state.parked)
+    record_applied(state, again, ApplyReport([Outcome(c, DONE) for c in again.changes]))
+    assert state.parked == {}
+    # a park that never happened is not recorded as parked
+    fresh = SyncState(None, "acct")
+    record_applied(fresh, plan, ApplyReport([Outcome(park, FAILED), Outcome(replace), Outcome(restore)]))
+    assert fresh.parked == {}

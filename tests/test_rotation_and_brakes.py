@@ -15,7 +15,7 @@ from convai_sync.manifest import load_manifest, resolve_secrets
 from convai_sync.planner import build_plan
 from convai_sync.providers.convai import ConvaiClient
 from convai_sync.retry import RetryPolicy
-from convai_sync.state import KeyVersions, record_applied
+from convai_sync.state import SyncState, record_applied
 
 
 def versioned(tmp_path: Path, turbo: int = 1, vllm: int = 1) -> Path:
@@ -84,7 +84,7 @@ def test_a_rotation_that_fails_is_not_recorded(make_emulator: Callable[..., Emul
     assert run("apply", "-f", str(manifest), "--api-url", emu.url, "--auto-approve").code == 0
     versioned(tmp_path, vllm=2)
     loaded = load_manifest(manifest)
-    versions = KeyVersions.load(tmp_path / "models.state.json", emu.url)
+    versions = SyncState.load(tmp_path / "models.state.json", emu.url)
     client = ConvaiClient(emu.url, ACCOUNT_KEY, retry=RetryPolicy(max_attempts=2, base_delay=0.001))
     plan = build_plan(loaded, client.read_state(), key_versions=versions.versions)
     assert sorted(c.id for c in plan.changes) == ["studio-llama-70b", "studio-qwen-rp"]
@@ -145,3 +145,29 @@ def test_protected_model_is_not_replaced(make_emulator: Callable[..., Emulator],
     assert out.code == 1
     assert re.search(r"m.yaml:\d+: model 'studio-llama-70b' is protected \(protect: true\) but "
                      r"changing model_name requires replacing it", out.stderr)
+
+
+def test_rerun_moves_back_a_character_an_earlier_failed_replace_left_parked(
+        make_emulator: Callable[..., Emulator], run: Callable[..., Result], tmp_path: Path) -> None:
+    from convai_sync.emulator import demo_seed
+    seed = demo_seed()
+    # as a failed replace leaves it: studio-llama-70b deregistered, its unmanaged
+    # character waiting on the fallback, and the state file saying so
+    seed["models"] = [m for m in seed["models"] if m["model_group_name"] != "studio-llama-70b"]
+    villager = "2e4f6a8c-0b1d-4e3f-9a5c-7d9e1f3a5b7c"
+    for c in seed["characters"]:
+        if c["model_group_name"] == "studio-llama-70b":
+            c["model_group_name"] = "gpt-4o-mini"
+    emu = make_emulator(seed=seed)
+    manifest = tmp_path / "models.yaml"
+    manifest.write_text(EXAMPLE.read_text())
+    state = tmp_path / "models.state.json"
+    state.write_text(json.dumps({"format_version": 1, "accounts": {emu.url: {
+        "api_key_versions": {}, "parked_characters": {villager: "studio-llama-70b"}}}}))
+    planned = run("plan", "-f", str(manifest), "--api-url", emu.url)
+    assert "unmanaged; parked earlier while 'studio-llama-70b' was replaced" in planned.stdout
+    applied = run("apply", "-f", str(manifest), "--api-url", emu.url, "--auto-approve")
+    assert applied.code == 0, applied.output
+    assert emu.characters()[villager]["model_group_name"] == "studio-llama-70b"
+    assert json.loads(state.read_text())["accounts"][emu.url] == {"api_key_versions": {}}
+    assert emu.orphan_events == []

@@ -147,5 +147,5 @@ def test_apply_fails_the_job_when_apply_fails_and_persists_key_versions() -> Non
     steps = load("apply.yml")["jobs"]["apply"]["steps"]
     run = next(s["run"] for s in steps if s.get("name") == "Apply")
     assert "set -o pipefail" in run and "| tee" in run
-    record = next(s for s in steps if s.get("name") == "Record applied key versions")
+    record = next(s for s in steps if s.get("name") == "Record convai-sync state")
     assert 'state="${MANIFEST%.*}.state.json"' in record["run"] and "git push" in record["run"]

@@ -97,8 +97,9 @@ def render_report(report: Any) -> str:
                 and o.change.reason.startswith("unmanaged")]
     if stranded:
         lines.append("Note: these characters are not in the manifest; they were parked on the fallback "
-                     "model and were not moved back. A re-run cannot know they were parked: declare "
-                     "them under characters, or move them back by hand: " + ", ".join(stranded))
+                     "model and were not moved back yet. The state file records them and the next "
+                     "apply moves them back (if that file is not kept between runs, declare them "
+                     "under characters, or move them back by hand): " + ", ".join(stranded))
     head = (f"Apply failed: {report.count('done')} done, {report.count('failed')} failed, "
             f"{report.count('not attempted')} not attempted. Nothing after the failed phase ran; "
             "fix the cause and run apply again: it picks up from the live state.")
