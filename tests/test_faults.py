@@ -3,12 +3,14 @@ fault injection over real HTTP."""
 from __future__ import annotations
 
 import json
+import socket
+import threading
 from typing import Callable
 
 import pytest
 
 from conftest import ACCOUNT_KEY, EXAMPLE, Result, assert_no_secret
-from convai_sync.emulator import Emulator, Faults
+from convai_sync.emulator import Emulator, Faults, demo_seed
 from convai_sync.errors import ApiError
 from convai_sync.executor import DONE, FAILED, NOT_ATTEMPTED, execute
 from convai_sync.manifest import load_manifest, resolve_secrets
@@ -113,6 +115,48 @@ def test_unreadable_account_fails_before_any_write(
     assert out.code == 1
     assert "POST /llm-models/list (model list) failed" in out.stderr and "gave up" in out.stderr
     assert emu.writes() == []
+
+
+@pytest.mark.parametrize("url", ["notaurl", "ftp://api.convai.com", "http://"])
+def test_an_api_url_that_is_not_http_is_refused_before_any_request(
+        run: Callable[..., Result], url: str) -> None:
+    out = run("plan", "-f", str(EXAMPLE), "--api-url", url)
+    assert out.code == 1
+    assert out.stderr == (f"Error: API URL {url!r} is not an http(s) URL; set CONVAI_API_URL or "
+                          "--api-url to e.g. https://api.convai.com\n")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_an_api_never_reached_fails_at_once_naming_the_url(run: Callable[..., Result]) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    out = run("plan", "-f", str(EXAMPLE), "--api-url", url, "--retry-max-time", "30")
+    assert out.code == 1
+    assert f"cannot connect to {url}" in out.stderr and "check CONVAI_API_URL" in out.stderr
+    assert "gave up" not in out.stderr  # a wrong URL is not waited on for 30 s
+
+
+def test_a_refused_connection_after_the_api_answered_is_retried(env: dict[str, str]) -> None:
+    port = free_port()
+    emu = Emulator(account_key=ACCOUNT_KEY, seed=demo_seed())
+    emu.start(port=port)
+    patient = RetryPolicy(max_attempts=30, base_delay=0.05, max_delay=0.2, max_total=10)
+    client = ConvaiClient(emu.url, ACCOUNT_KEY, retry=patient)
+    before = client.read_state()
+    emu.stop()  # the API restarts: refused for a moment, then back on the same port
+    again = Emulator(account_key=ACCOUNT_KEY, seed=demo_seed())
+    threading.Timer(0.3, again.start, kwargs={"port": port}).start()
+    try:
+        after = client.read_state()
+        assert (after.models, after.characters) == (before.models, before.characters)
+        assert len(again.requests) >= 1
+    finally:
+        client.close()
+        again.stop()
 
 
 def test_faulty_apply_converges_within_three_runs_over_the_cli(

@@ -22,6 +22,18 @@ _HINTS = {
 }
 
 
+def _checked_url(url: str) -> str:
+    """The API base URL, or a clear error before any request is made."""
+    try:
+        parsed = httpx.URL(url) if "://" in url else None
+    except httpx.InvalidURL:
+        parsed = None
+    if parsed is None or parsed.scheme not in ("http", "https") or not parsed.host:
+        raise ConvaiSyncError(f"API URL {url!r} is not an http(s) URL; set CONVAI_API_URL or "
+                              "--api-url to e.g. https://api.convai.com")
+    return url.rstrip("/")
+
+
 class _Transient(Exception):
     def __init__(self, status: int | None, message: str, retry_after: float | None, ambiguous: bool):
         super().__init__(message)
@@ -36,7 +48,8 @@ class ConvaiClient:
         if not api_key:
             raise ConvaiSyncError("no account key: set CONVAI_API_KEY to your Convai API key")
         remember(api_key)
-        self.base_url = base_url.rstrip("/")
+        self.base_url = _checked_url(base_url)
+        self._reached = False  # has the API answered this run? (see _once)
         self.retry = retry
         self.limit = AdaptiveLimit(parallelism)
         self.requests = 0
@@ -92,7 +105,9 @@ class ConvaiClient:
                 self.requests += 1
             response = self._http.post(path, body if body is not None else {})
         except httpx.ConnectError as e:
-            if "refused" in str(e).lower() or "name" in str(e).lower():
+            # Never reached at all: a wrong URL or no network, so waiting will not help.
+            # Refused after the API has answered: a restart or a load balancer, so retry.
+            if not self._reached:
                 raise ApiError(f"POST {path}", obj, None, f"cannot connect to {self.base_url}: {e}",
                                "check CONVAI_API_URL / --api-url and your network") from None
             raise _Transient(None, f"connection failed: {e}", None, ambiguous=False) from None
@@ -103,6 +118,7 @@ class ConvaiClient:
         return self._decode(path, obj, response)
 
     def _decode(self, path: str, obj: str | None, response: httpx.Response) -> Any:
+        self._reached = True
         status = response.status_code
         try:
             payload = response.json()
