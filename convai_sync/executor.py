@@ -28,6 +28,7 @@ class Outcome:
 @dataclass
 class ApplyReport:
     outcomes: list[Outcome] = field(default_factory=list)
+    interrupted: bool = False  # Ctrl-C: writes in flight finished, nothing else started
 
     @property
     def ok(self) -> bool:
@@ -37,7 +38,8 @@ class ApplyReport:
         return sum(1 for o in self.outcomes if o.status == status)
 
     def to_json(self) -> dict[str, Any]:
-        return {"ok": self.ok, "done": self.count(DONE), "failed": self.count(FAILED),
+        return {"ok": self.ok, "interrupted": self.interrupted,
+                "done": self.count(DONE), "failed": self.count(FAILED),
                 "not_attempted": self.count(NOT_ATTEMPTED),
                 "changes": [o.to_json() for o in self.outcomes]}
 
@@ -53,18 +55,24 @@ def execute(plan: Plan, client: ConvaiClient, keys: dict[str, Secret], *,
     """Apply every change; the report says what was done, failed, or not attempted."""
     report = ApplyReport([Outcome(c) for c in plan.changes])
     by_change = {id(o.change): o for o in report.outcomes}
+    pool = ThreadPoolExecutor(max_workers=max(1, parallelism))
     try:
-        with ThreadPoolExecutor(max_workers=max(1, parallelism)) as pool:
-            for phase, group in plan.phases():
-                if progress:
-                    progress.phase(phase, group)
-                run = lambda change: _run_one(change, client, keys, by_change[id(change)], progress)
-                list(pool.map(run, group))
-                if any(by_change[id(c)].status == FAILED for c in group):
-                    break
+        for phase, group in plan.phases():
+            if progress:
+                progress.phase(phase, group)
+            run = lambda change: _run_one(change, client, keys, by_change[id(change)], progress)
+            list(pool.map(run, group))
+            if any(by_change[id(c)].status == FAILED for c in group):
+                break
+    except KeyboardInterrupt:
+        # Like Terraform: let the writes in flight finish (a write cut off halfway is
+        # the one outcome a report cannot describe), start nothing more, and report.
+        report.interrupted = True
+        pool.shutdown(wait=True, cancel_futures=True)
     finally:
+        pool.shutdown(wait=True)
         if progress:
-            progress.done()  # never leave a progress bar open (e.g. on Ctrl-C)
+            progress.done()  # never leave a progress bar open
     return report
 
 

@@ -100,9 +100,14 @@ def render_report(report: Any) -> str:
                      "model and were not moved back yet. The state file records them and the next "
                      "apply moves them back (if that file is not kept between runs, declare them "
                      "under characters, or move them back by hand): " + ", ".join(stranded))
-    head = (f"Apply failed: {report.count('done')} done, {report.count('failed')} failed, "
-            f"{report.count('not attempted')} not attempted. Nothing after the failed phase ran; "
-            "fix the cause and run apply again: it picks up from the live state.")
+    counts = (f"{report.count('done')} done, {report.count('failed')} failed, "
+              f"{report.count('not attempted')} not attempted.")
+    if report.interrupted:
+        head = (f"Apply interrupted: {counts} The writes already sent were finished, nothing "
+                "else was started; run apply again to finish: it picks up from the live state.")
+    else:
+        head = (f"Apply failed: {counts} Nothing after the failed phase ran; "
+                "fix the cause and run apply again: it picks up from the live state.")
     return head + "\n" + "\n".join(lines) + "\n"
 
 
