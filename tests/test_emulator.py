@@ -568,7 +568,7 @@ def test_cli_bad_seed_is_one_clean_line(tmp_path):
     result = CliRunner().invoke(emulator_command, ["--seed", str(bad), "--port", "0"])
     assert result.exit_code == 1
     lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and str(bad) in lines[0]
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and str(bad) in lines[0]
     assert "Traceback" not in result.output and not isinstance(result.exception, ConvaiSyncError)
 
 
@@ -577,10 +577,12 @@ def test_cli_bad_option_is_a_usage_error():
     assert result.exit_code == 2 and "Invalid value" in result.output
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_cli_serves_until_stopped(signum):
+@pytest.mark.parametrize("signum,lean", [(signal.SIGTERM, False), (signal.SIGINT, False),
+                                         (signal.SIGTERM, True)])
+def test_cli_serves_until_stopped(signum, lean):
     env = {**os.environ, "CONVAI_API_KEY": "cli-key"}
-    proc = subprocess.Popen([sys.executable, "-m", "convai_sync.emulator", "--port", "0"],
+    flags = ["--lean-character-list"] if lean else []
+    proc = subprocess.Popen([sys.executable, "-m", "convai_sync.emulator", "--port", "0", *flags],
                             stderr=subprocess.PIPE, text=True, env=env)
     try:
         url, seen = None, []
@@ -596,6 +598,9 @@ def test_cli_serves_until_stopped(signum):
         assert "cli-key" not in "".join(seen)  # a key from the environment is not echoed
         r = httpx.post(url + "/llm-models/list", headers={"CONVAI-API-KEY": "cli-key"})
         assert r.status_code == 200 and r.json()["count"] == 3  # the demo seed
+        listed = httpx.post(url + "/character/list", headers={"CONVAI-API-KEY": "cli-key"}).json()
+        with_config = ["personalised_prompt_config" in c for c in listed["characters"]]
+        assert with_config and set(with_config) == {not lean}
         proc.send_signal(signum)
         assert proc.wait(timeout=5) == 0
         rest = proc.stderr.read()

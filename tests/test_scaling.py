@@ -56,6 +56,29 @@ def test_plan_reads_a_constant_number_of_requests_whatever_the_size(
     assert f"read 0 models and {characters} characters in {expected} requests" in out.stderr
 
 
+def test_a_character_list_without_models_falls_back_to_concurrent_gets_and_converges(
+        tmp_path: Path, make_emulator: Callable[..., Emulator], run: Callable[..., Result],
+        bench_env: None) -> None:
+    # CONVAI_API.md: the real list may not carry MODEL/TEMPERATURE; then each character
+    # is read with /character/get, concurrently, and everything else works the same
+    account = synthetic_account(200, 5)
+    emu = make_emulator(seed=account.seed, character_list_config=False,
+                        faults=Faults(latency_ms=5))
+    manifest = write_manifest(tmp_path, account.manifest)
+    out = run("plan", "-f", manifest, "--api-url", emu.url, "--format", "json")
+    assert out.code == 0, out.stderr[-2000:]
+    doc = json.loads(out.stdout)
+    assert doc["meta"]["requests"] == 2 + 200
+    assert doc["summary"]["characters"] == account.character_updates
+    gets = [r for r in emu.requests if r.path == "/character/get"]
+    assert len(gets) == 200
+    assert 1 < emu.connections <= 10  # in parallel, over one bounded pool
+    applied = run("apply", "-f", manifest, "--api-url", emu.url, "--auto-approve")
+    assert applied.code == 0, applied.output[-2000:]
+    assert "The account now matches the manifest." in applied.stdout
+    assert emu.orphan_events == []
+
+
 @pytest.mark.parametrize("parallelism", [2, 8])
 def test_apply_shares_one_pool_of_keep_alive_connections_and_logs_per_phase(
         parallelism: int, tmp_path: Path, make_emulator: Callable[..., Emulator],

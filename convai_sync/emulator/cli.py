@@ -48,11 +48,15 @@ def _nonempty(ctx: click.Context, param: click.Parameter, value: str) -> str:
               help="Answer 429 when this many requests are already being served.")
 @click.option("--retry-after", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="Retry-After seconds on 429 replies.")
+@click.option("--lean-character-list", is_flag=True,
+              help="/character/list leaves out each character's model and temperature, "
+                   "as the real API may; clients then read them with /character/get.")
 @click.pass_context
 def emulator_command(ctx: click.Context, host: str, port: int, seed_path: Path | None,
                      dialect: str | None, account_key: str, demo: bool, fault_rate: float,
                      fault_after_commit: float, fault_seed: int | None, latency_ms: float,
-                     max_inflight: int | None, retry_after: float) -> None:
+                     max_inflight: int | None, retry_after: float,
+                     lean_character_list: bool) -> None:
     """Run an emulated Convai account over HTTP, to try convai-sync without one."""
     faults = Faults(rate=fault_rate, after_commit=fault_after_commit, seed=fault_seed,
                     latency_ms=latency_ms, retry_after=retry_after, max_inflight=max_inflight)
@@ -64,11 +68,12 @@ def emulator_command(ctx: click.Context, host: str, port: int, seed_path: Path |
         else:
             seed, origin = None, "empty account"
         dialect = dialect or (seed or {}).get("dialect") or "llm-models"
-        emu = Emulator(dialect=dialect, account_key=account_key, seed=seed, faults=faults)
+        emu = Emulator(dialect=dialect, account_key=account_key, seed=seed, faults=faults,
+                       character_list_config=not lean_character_list)
         url = emu.start(host, port)
     except ConvaiSyncError as exc:
         hint = " (choose another --port, or --port 0 for a free one)" if "in use" in str(exc) else ""
-        click.echo(f"error: {exc}{hint}", err=True)
+        click.echo(f"Error: {exc}{hint}", err=True)
         ctx.exit(1)
     from_env = ctx.get_parameter_source("account_key") == click.core.ParameterSource.ENVIRONMENT
     key_hint = "" if from_env else f" CONVAI_API_KEY={account_key}"  # never echo a real key

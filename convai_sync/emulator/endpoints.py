@@ -217,7 +217,11 @@ def _find_character(state: AccountState, body: dict) -> tuple[dict | None, Reply
 
 
 def character_list(state: AccountState, body: dict) -> Reply:
-    return Reply(200, {"characters": [_character_view(c) for c in state.characters.values()]})
+    views = [_character_view(c) for c in state.characters.values()]
+    if not state.list_carries_config:
+        for view in views:
+            del view["personalised_prompt_config"]
+    return Reply(200, {"characters": views})
 
 
 def character_get(state: AccountState, body: dict) -> Reply:

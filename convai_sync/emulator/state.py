@@ -24,6 +24,9 @@ class AccountState:
         self.builtins = builtins
         self.models: dict[str, dict] = {}  # insertion order = list order
         self.characters: dict[str, dict] = {}
+        # False: /character/list leaves out personalised_prompt_config, as the real
+        # list may (CONVAI_API.md); clients must then ask /character/get per character.
+        self.list_carries_config = True
 
     def load(self, seed: dict) -> None:
         """Replace everything with a normalized seed (see seed.normalize_seed)."""

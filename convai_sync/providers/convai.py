@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any, Callable
 
 import httpx
@@ -216,15 +218,19 @@ class ConvaiClient:
             raise ApiError("POST /character/list", "character list", 200,
                            "unexpected reply shape (no 'characters' list)",
                            "the API may have changed; please report this")
-        out = {}
-        for item in items:
-            state = _character_state(item)
-            if state is None:
-                continue
-            if state.model_group_name is None:  # the list did not carry it: ask for this one
-                state = _character_state(self.get_character(state.char_id)) or state
-            out[state.char_id] = state
+        out = {s.char_id: s for s in map(_character_state, items) if s is not None}
+        missing = [s for s in out.values() if s.model_group_name is None]
+        if missing:  # the list did not carry their model: ask for each, concurrently
+            with ThreadPoolExecutor(max_workers=self.limit.maximum) as pool:
+                for state in pool.map(self._read_character, missing):
+                    out[state.char_id] = state
         return out
+
+    def _read_character(self, listed: CharacterState) -> CharacterState:
+        got = _character_state(self.get_character(listed.char_id))
+        if got is None:
+            return listed
+        return replace(got, name=got.name or listed.name)
 
     def get_character(self, char_id: str) -> dict[str, Any]:
         return self.call("/character/get", {"charID": char_id}, f"character '{char_id}'")
