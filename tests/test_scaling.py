@@ -79,6 +79,17 @@ def test_a_character_list_without_models_falls_back_to_concurrent_gets_and_conve
     assert emu.orphan_events == []
 
 
+def test_an_account_that_never_returns_a_characters_model_is_refused_before_any_write(
+        make_emulator: Callable[..., Emulator], run: Callable[..., Result]) -> None:
+    emu = make_emulator(character_list_config=False, character_get_config=False)
+    out = run("apply", "-f", str(EXAMPLE), "--api-url", emu.url, "--auto-approve")
+    assert out.code == 1
+    assert "POST /character/get (character '" in out.stderr
+    assert "neither /character/list nor /character/get returned the model of 7 character(s)" \
+        in out.stderr and "nothing was written" in out.stderr
+    assert emu.writes() == []
+
+
 @pytest.mark.parametrize("parallelism", [2, 8])
 def test_apply_shares_one_pool_of_keep_alive_connections_and_logs_per_phase(
         parallelism: int, tmp_path: Path, make_emulator: Callable[..., Emulator],

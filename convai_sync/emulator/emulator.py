@@ -44,7 +44,8 @@ def parse_body(raw: bytes) -> tuple[Any, str | None]:
 class Emulator:
     def __init__(self, dialect: str = "llm-models", account_key: str = "emulator-key",
                  seed: dict | None = None, faults: Faults | None = None,
-                 extra_builtins: Iterable[str] = (), character_list_config: bool = True):
+                 extra_builtins: Iterable[str] = (), character_list_config: bool = True,
+                 character_get_config: bool = True):
         if dialect not in DIALECTS:
             raise ValueError(f"dialect must be one of {DIALECTS}, got {dialect!r}")
         self.dialect = dialect
@@ -54,6 +55,7 @@ class Emulator:
         self._builtins = builtin_models() | frozenset(extra_builtins)
         self._state = AccountState(self._builtins)
         self._state.list_carries_config = character_list_config
+        self._state.get_carries_config = character_get_config
         self._requests: list[RecordedRequest] = []
         self._orphan_events: list[OrphanEvent] = []
         self._seq = 0

@@ -226,7 +226,12 @@ def character_list(state: AccountState, body: dict) -> Reply:
 
 def character_get(state: AccountState, body: dict) -> Reply:
     char, refusal = _find_character(state, body)
-    return refusal or Reply(200, _character_view(char))
+    if refusal:
+        return refusal
+    view = _character_view(char)
+    if not state.get_carries_config:
+        del view["personalised_prompt_config"]
+    return Reply(200, view)
 
 
 def character_update(state: AccountState, body: dict) -> Reply:

@@ -27,6 +27,7 @@ class AccountState:
         # False: /character/list leaves out personalised_prompt_config, as the real
         # list may (CONVAI_API.md); clients must then ask /character/get per character.
         self.list_carries_config = True
+        self.get_carries_config = True  # False: /character/get as documented (six fields)
 
     def load(self, seed: dict) -> None:
         """Replace everything with a normalized seed (see seed.normalize_seed)."""

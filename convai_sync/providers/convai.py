@@ -224,6 +224,12 @@ class ConvaiClient:
             with ThreadPoolExecutor(max_workers=self.limit.maximum) as pool:
                 for state in pool.map(self._read_character, missing):
                     out[state.char_id] = state
+        unknown = [cid for cid, s in out.items() if s.model_group_name is None]
+        if unknown:  # planning blind could strand a character on a deregistered model
+            raise ApiError("POST /character/get", f"character '{unknown[0]}'", 200,
+                           f"neither /character/list nor /character/get returned the model of "
+                           f"{len(unknown)} character(s)",
+                           "the API may have changed; nothing was written. Please report this")
         return out
 
     def _read_character(self, listed: CharacterState) -> CharacterState:
