@@ -135,6 +135,9 @@ def parse_manifest(text: str, name: str = "<manifest>") -> LoadedManifest:
     except yamlpos.DuplicateKey as e:
         raise ManifestError([f"{name}:{e.line}: duplicate key '{e.key}' (first at line "
                              f"{e.first}); keep only one"]) from None
+    except yamlpos.AliasBomb as e:
+        raise ManifestError([f"{name}:{e.line}: {e}; a manifest never needs that many, so "
+                             "write the values out instead of nesting aliases"]) from None
     except yaml.YAMLError as e:
         raise ManifestError([_yaml_problem(name, e)]) from None
     if located.data is None:

@@ -33,6 +33,14 @@ class Located:
         return self.lines.get((), 1)
 
 
+class AliasBomb(Exception):
+    """Aliases expand the document far beyond its own size ("billion laughs")."""
+
+    def __init__(self, line: int, limit: int):
+        self.line, self.limit = line, limit
+        super().__init__(f"YAML aliases expand the document to more than {limit:,} values")
+
+
 class DuplicateKey(Exception):
     def __init__(self, key: str, line: int, first: int):
         self.key, self.line, self.first = key, line, first
@@ -63,30 +71,55 @@ def _load(loader_class: type[yaml.SafeLoader], text: str) -> Located:
         node = loader.get_single_node()
         out = Located(None)
         if node is not None:
-            out.data = _build(loader, node, (), out)
+            out.data = _Builder(loader, out, len(text)).build(node, ())
         return out
     finally:
         loader.dispose()
 
 
-def _build(loader: yaml.SafeLoader, node: yaml.Node, path: Path, out: Located) -> Any:
-    out.lines[path] = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
-        loader.flatten_mapping(node)  # resolves `<<` merge keys
+class _Builder:
+    """Turns the node graph into plain data, recording lines on the way."""
+
+    def __init__(self, loader: yaml.SafeLoader, out: Located, text_size: int):
+        self.loader, self.out = loader, out
+        # Every value costs at least a character of text unless an alias repeats it;
+        # a budget well above any real manifest stops a "billion laughs" document
+        # before it builds billions of values.
+        self.limit = self.left = 4 * text_size + 10_000
+        # per mapping node: the keys written in it (not merged in by `<<`); kept
+        # because flatten_mapping rewrites the node the first time it is built
+        self.written: dict[int, set[int]] = {}
+
+    def build(self, node: yaml.Node, path: Path) -> Any:
+        self.left -= 1
+        if self.left < 0:
+            raise AliasBomb(node.start_mark.line + 1, self.limit)
+        self.out.lines[path] = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            return self._mapping(node, path)
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(item, path + (i,)) for i, item in enumerate(node.value)]
+        return _construct(self.loader, node)
+
+    def _mapping(self, node: yaml.MappingNode, path: Path) -> dict[Any, Any]:
+        if id(node) not in self.written:
+            self.written[id(node)] = {id(k) for k, _ in node.value}
+            self.loader.flatten_mapping(node)  # merged pairs first, so written keys win
+        written = self.written[id(node)]
         result: dict[Any, Any] = {}
+        first_line: dict[Any, int] = {}
         for key_node, value_node in node.value:
-            key = _construct(loader, key_node)
+            key = _construct(self.loader, key_node)
             key_line = key_node.start_mark.line + 1
             if not isinstance(key, (str, int, float, bool)) and key is not None:
                 key = str(key)
-            if key in result:
-                raise DuplicateKey(str(key), key_line, out.key_lines[path + (key,)])
-            out.key_lines[path + (key,)] = key_line
-            result[key] = _build(loader, value_node, path + (key,), out)
+            if id(key_node) in written:
+                if key in first_line:
+                    raise DuplicateKey(str(key), key_line, first_line[key])
+                first_line[key] = key_line
+            self.out.key_lines[path + (key,)] = key_line
+            result[key] = self.build(value_node, path + (key,))
         return result
-    if isinstance(node, yaml.SequenceNode):
-        return [_build(loader, item, path + (i,), out) for i, item in enumerate(node.value)]
-    return _construct(loader, node)
 
 
 def _construct(loader: yaml.SafeLoader, node: yaml.Node) -> Any:

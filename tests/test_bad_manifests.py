@@ -14,6 +14,8 @@ from convai_sync.manifest import load_manifest
 CORPUS = Path(__file__).parent / "bad_manifests"
 
 EXPECTED = [
+    ('alias_bomb.yaml',  # "billion laughs": 9^8 values from 400 bytes
+     "{file}:2: YAML aliases expand the document to more than 11,244 values; a manifest never needs that many, so write the values out instead of nesting aliases"),
     ('api_key_partial_reference.yaml',
      '{file}:5: models[0].api_key is a plaintext secret; write it as ${ENV_VAR} (for example ${MY_MODEL_KEY}) and put the key in that environment variable'),
     ('bad_dialect.yaml',
@@ -99,6 +101,24 @@ def test_huge_manifest_is_refused_before_parsing(tmp_path: Path) -> None:
         load_manifest(path)
     assert str(err.value) == (f"{path}: the file is 11.4 MiB; manifests are limited to 10 MiB. "
                               "Is this the right file?")
+
+
+def test_ordinary_anchors_and_merge_keys_still_load(tmp_path: Path) -> None:
+    path = tmp_path / "anchors.yaml"
+    path.write_text("""version: 1
+models:
+  - &vllm
+    model_group_name: a
+    model_name: m
+    base_url: https://vllm.example/v1
+    api_key: ${K}
+  - <<: *vllm
+    model_group_name: b
+characters:
+""" + "".join(f"  - {{char_id: c{i}, model_group_name: b}}\n" for i in range(3000)))
+    loaded = load_manifest(path)
+    assert [m.base_url for m in loaded.manifest.models] == ["https://vllm.example/v1"] * 2
+    assert len(loaded.manifest.characters) == 3000
 
 
 def test_missing_file_names_the_path(tmp_path: Path) -> None:

@@ -154,12 +154,19 @@ def test_progress_bar_on_a_terminal_redraws_in_place_and_prints_failures_in_full
     assert text.count("\n") == 2  # the failure and the finished bar
 
 
+# `<<` merges where written keys override merged ones, and a merged mapping that is
+# itself built again through another alias
+MERGE_OVERRIDES = "base: &y {a: 1, b: 2}\nx: &x\n  <<: *y\n  b: 3\nz: *x\nw: {<<: [*x, *y], a: 9}\n"
+
+
 @pytest.mark.parametrize("text", [EXAMPLE.read_text("utf-8"), synthetic_account(50, 5).manifest,
-                                  "a: &x {b: 1}\nc:\n  <<: *x\n  d: [1, 2.5, null, yes, '3']\n"])
+                                  "a: &x {b: 1}\nc:\n  <<: *x\n  d: [1, 2.5, null, yes, '3']\n",
+                                  MERGE_OVERRIDES])
 def test_libyaml_loader_gives_the_same_data_and_lines_as_the_pure_python_one(text: str) -> None:
     fast = yamlpos.load(text)
     slow = yamlpos._load(yaml.SafeLoader, text)
     assert (fast.data, fast.lines, fast.key_lines) == (slow.data, slow.lines, slow.key_lines)
+    assert fast.data == yaml.safe_load(text)  # YAML's own meaning, merge keys included
 
 
 def test_benchmark_smoke(tmp_path: Path) -> None:
