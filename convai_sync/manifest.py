@@ -62,8 +62,11 @@ class ModelSpec(_Strict):
     @field_validator("api_key")
     @classmethod
     def _reference_only(cls, value: str) -> str:
-        if not ENV_REF.match(value):
+        match = ENV_REF.match(value)
+        if not match:
             raise ValueError("plaintext api_key")
+        if match.group(1) == "CONVAI_API_KEY":
+            raise ValueError("account key as api_key")
         return value
 
     @property
@@ -235,6 +238,9 @@ def _describe(e: Mapping[str, Any], loc: tuple[Any, ...]) -> str:
         return f"version must be 1, not {value!r}; this release reads manifest version 1"
     if kind == "literal_error":
         return f"{where} must be one of {e['ctx']['expected']}, not {value!r}"
+    if kind == "value_error" and field == "api_key" and "account key" in e["msg"]:
+        return (f"{where} is ${{CONVAI_API_KEY}}, your Convai account key: it would be sent "
+                "to this model's base_url. Use the model provider's own key, in its own variable")
     if kind == "value_error" and field == "api_key":
         return (f"{where} is a plaintext secret; write it as ${{ENV_VAR}} (for example "
                 f"${{MY_MODEL_KEY}}) and put the key in that environment variable")

@@ -14,6 +14,8 @@ from convai_sync.manifest import load_manifest
 CORPUS = Path(__file__).parent / "bad_manifests"
 
 EXPECTED = [
+    ('account_key_as_model_key.yaml',
+     "{file}:5: models[0].api_key is ${CONVAI_API_KEY}, your Convai account key: it would be sent to this model's base_url. Use the model provider's own key, in its own variable"),
     ('alias_bomb.yaml',  # "billion laughs": 9^8 values from 400 bytes
      "{file}:2: YAML aliases expand the document to more than 11,244 values; a manifest never needs that many, so write the values out instead of nesting aliases"),
     ('api_key_partial_reference.yaml',
