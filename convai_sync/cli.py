@@ -21,6 +21,7 @@ from .planner import Brakes, build_plan
 from .progress import StderrProgress
 from .providers.convai import ConvaiClient
 from .render.text import render_plan, render_report, use_color
+from .render.values import count
 from .retry import RetryPolicy
 from .saved_plan import saved_document
 from .secrets import Secret, scrub
@@ -72,7 +73,8 @@ def validate(manifest_path: str) -> None:
     """Check a manifest offline: syntax, types, references. Exit 0 if valid."""
     loaded = load_manifest(manifest_path)
     m = loaded.manifest
-    click.echo(f"{manifest_path}: valid ({len(m.models)} models, {len(m.characters)} characters)")
+    click.echo(f"{manifest_path}: valid ({count(len(m.models), 'model')}, "
+               f"{count(len(m.characters), 'character')})")
 
 
 @cli.command()

@@ -8,6 +8,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, Mapping
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -49,7 +50,8 @@ class ModelSpec(_Strict):
     model_group_name: Name = Field(description="The model's identity; unique, not a built-in "
                                    "code, and it cannot be renamed (a new name is a new model).")
     model_name: Name = Field(description="The model name your OpenAI-compatible endpoint serves.")
-    base_url: Name = Field(DEFAULT_BASE_URL, description="The endpoint's OpenAI-compatible base URL.")
+    base_url: Name = Field(DEFAULT_BASE_URL, description="The endpoint's OpenAI-compatible base URL.",
+                           json_schema_extra={"pattern": r"^https?://\S+$"})
     api_key: str = Field(description="Only a ${ENV_VAR} reference; the key is read from that "
                          "environment variable at apply time.",
                          json_schema_extra={"pattern": ENV_REF.pattern})
@@ -58,6 +60,14 @@ class ModelSpec(_Strict):
     display_name: Name | None = Field(None, description="Shown in Convai; unique per account.")
     is_uncensored: bool = Field(False, description="As in the Convai API.")
     protect: bool = Field(False, description="true: refuse any plan that would replace this model.")
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in value):
+            raise ValueError("not an http(s) URL")
+        return value
 
     @field_validator("api_key")
     @classmethod
@@ -238,6 +248,8 @@ def _describe(e: Mapping[str, Any], loc: tuple[Any, ...]) -> str:
         return f"version must be 1, not {value!r}; this release reads manifest version 1"
     if kind == "literal_error":
         return f"{where} must be one of {e['ctx']['expected']}, not {value!r}"
+    if kind == "value_error" and field == "base_url":
+        return f"{where} must be an http(s) URL such as https://api.openai.com/v1, not {value!r}"
     if kind == "value_error" and field == "api_key" and "account key" in e["msg"]:
         return (f"{where} is ${{CONVAI_API_KEY}}, your Convai account key: it would be sent "
                 "to this model's base_url. Use the model provider's own key, in its own variable")

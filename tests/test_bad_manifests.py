@@ -20,6 +20,8 @@ EXPECTED = [
      "{file}:2: YAML aliases expand the document to more than 11,244 values; a manifest never needs that many, so write the values out instead of nesting aliases"),
     ('api_key_partial_reference.yaml',
      '{file}:5: models[0].api_key is a plaintext secret; write it as ${ENV_VAR} (for example ${MY_MODEL_KEY}) and put the key in that environment variable'),
+    ('base_url_not_http.yaml',
+     "{file}:5: models[0].base_url must be an http(s) URL such as https://api.openai.com/v1, not 'ftp://x'"),
     ('bad_dialect.yaml',
      "{file}:3: settings.api_dialect must be one of 'auto', 'llm-models' or 'custom-llm', not 'v2'"),
     ('builtin_group_name.yaml',

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..plan import Change, Plan
-from .values import describe_target, show
+from .values import count, describe_target, show
 
 PLAN_MARKER = "<!-- convai-sync:plan -->"
 DRIFT_MARKER = "<!-- convai-sync:drift -->"
@@ -44,7 +44,7 @@ def render_plan_markdown(plan: Plan, *, source: str | None = None, limit: int | 
     if plan.empty:
         status = "\u2705 No changes. The account matches the manifest."
     else:
-        status = f"{_icon(plan)} **{_count(len(plan.changes), 'change')} to apply** " \
+        status = f"{_icon(plan)} **{count(len(plan.changes), 'change')} to apply** " \
                  f"(dialect `{plan.dialect}`)"
     return _document(PLAN_MARKER, title, status, plan, [], limit, full_plan_hint, full_plan_url)
 
@@ -59,7 +59,7 @@ def render_drift_markdown(plan: Plan, unchecked: list[Unchecked], *, source: str
         status = f"\u2705 **In sync.** The account matches {where}."
     else:
         status = (f"\u26a0\ufe0f **Drift detected:** the account differs from {where} in "
-                  f"{_count(len(plan.changes), 'change')} (dialect `{plan.dialect}`). Run apply "
+                  f"{count(len(plan.changes), 'change')} (dialect `{plan.dialect}`). Run apply "
                   "to bring it back, or change the manifest to accept what changed.")
     footer = _unchecked_lines(unchecked)
     return _document(DRIFT_MARKER, title, status, plan, footer, limit, full_plan_hint, full_plan_url)
@@ -111,7 +111,7 @@ def _numbered(plan: Plan) -> list[tuple[int, int, object, Change]]:
 def _details(blocks: list[tuple[int, int, str, list[str]]], shown: int, dialect: str) -> list[str]:
     if not blocks:
         return []
-    what = (f"all {_count(len(blocks), 'change')}" if shown == len(blocks)
+    what = (f"all {count(len(blocks), 'change')}" if shown == len(blocks)
             else f"the first {shown} of {len(blocks)} changes")
     out = ["<details>", f"<summary>Show {what}, in apply order</summary>", ""]
     current = None
@@ -153,8 +153,8 @@ def _destructive_alert(plan: Plan) -> list[str]:
         return []
     gone = sum(1 for c in doomed if c.action == "deregister")
     replaced = len(doomed) - gone
-    parts = ([f"deregisters {_count(gone, 'model')}"] if gone else []) + \
-            ([f"replaces {_count(replaced, 'model')}"] if replaced else [])
+    parts = ([f"deregisters {count(gone, 'model')}"] if gone else []) + \
+            ([f"replaces {count(replaced, 'model')}"] if replaced else [])
     names = ", ".join(f"{_code(c.id)} ({c.action})" for c in doomed[:MAX_LISTED])
     if len(doomed) > MAX_LISTED:
         names += f" and {len(doomed) - MAX_LISTED} more"
@@ -220,10 +220,6 @@ def _change_lines(change: Change) -> list[str]:
         else:
             lines.append(f"      {name} = {show(after.get(key))}")
     return [_CONTROL.sub(" ", line) for line in lines]
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n:,} {noun}" + ("" if n == 1 else "s")
 
 
 def _escape(text: str) -> str:

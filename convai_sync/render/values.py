@@ -19,3 +19,8 @@ def show(value: Any) -> str:
 
 def describe_target(resource: str, cid: str, name: str | None) -> str:
     return f'{resource} "{name}" ({cid})' if name else f'{resource} "{cid}"'
+
+
+def count(n: int, noun: str) -> str:
+    """`1 model`, `2 models`, `1,000 characters`."""
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
