@@ -1,11 +1,14 @@
 """Command-line interface: parse, call, render, exit code. No logic here."""
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import signal
 import sys
+import threading
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import click
 
@@ -272,11 +275,30 @@ def _register_extra_commands() -> None:
         cli.add_command(command, name)
 
 
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM (a CI job cancelled, a pod stopped) stops an apply as Ctrl-C does:
+    writes in flight finish, nothing else starts, and the report is printed."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors become a message and exit 1, never a traceback."""
     _register_extra_commands()
     try:
-        cli.main(args=argv, prog_name="convai-sync", standalone_mode=False)
+        with _sigterm_interrupts():
+            cli.main(args=argv, prog_name="convai-sync", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("Aborted; nothing was written.", err=True)
         sys.exit(EXIT_ERROR)

@@ -1,4 +1,4 @@
-"""Ctrl-C during apply, in a real process: the writes in flight finish, nothing else
+"""Ctrl-C (or SIGTERM) during apply, in a real process: the writes in flight finish, nothing else
 starts, the report says what was done, and a re-run converges."""
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Callable
+
+import pytest
 
 from conftest import ACCOUNT_KEY, CANARIES, EXAMPLE, Result, assert_no_secret
 from convai_sync.emulator import Emulator, Faults
@@ -24,26 +26,29 @@ def start_apply(url: str, report: Path) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
-def interrupt_during(proc: subprocess.Popen[str], line_start: str) -> tuple[str, str]:
-    """Send SIGINT once stderr shows a line starting with `line_start`."""
+def interrupt_during(proc: subprocess.Popen[str], line_start: str,
+                     signum: int) -> tuple[str, str]:
+    """Send `signum` once stderr shows a line starting with `line_start`."""
     assert proc.stderr is not None
     seen = []
     deadline = time.monotonic() + 30
     for line in proc.stderr:
         seen.append(line)
         if line.startswith(line_start):
-            proc.send_signal(signal.SIGINT)
+            proc.send_signal(signum)
             break
         assert time.monotonic() < deadline, "".join(seen)
     stdout, rest = proc.communicate(timeout=30)
     return stdout, "".join(seen) + rest
 
 
-def test_ctrl_c_finishes_the_writes_in_flight_starts_nothing_more_and_reports(
-        make_emulator: Callable[..., Emulator], run: Callable[..., Result], tmp_path: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_an_interrupt_finishes_the_writes_in_flight_starts_nothing_more_and_reports(
+        make_emulator: Callable[..., Emulator], run: Callable[..., Result], tmp_path: Path,
+        signum: int) -> None:
     emu = make_emulator(faults=Faults(latency_ms=150))
     report_path = tmp_path / "report.json"
-    stdout, stderr = interrupt_during(start_apply(emu.url, report_path), "Phase 3/6")
+    stdout, stderr = interrupt_during(start_apply(emu.url, report_path), "Phase 3/6", signum)
 
     assert "Apply interrupted:" in stdout, stdout + stderr
     assert "nothing else was started" in stdout
