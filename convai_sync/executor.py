@@ -28,7 +28,7 @@ class Outcome:
 @dataclass
 class ApplyReport:
     outcomes: list[Outcome] = field(default_factory=list)
-    interrupted: bool = False  # Ctrl-C: writes in flight finished, nothing else started
+    interrupted: bool = False  # Ctrl-C/SIGTERM: writes in flight finished, nothing else started
 
     @property
     def ok(self) -> bool:
@@ -68,9 +68,8 @@ def execute(plan: Plan, client: ConvaiClient, keys: dict[str, Secret], *,
         # Like Terraform: let the writes in flight finish (a write cut off halfway is
         # the one outcome a report cannot describe), start nothing more, and report.
         report.interrupted = True
-        pool.shutdown(wait=True, cancel_futures=True)
     finally:
-        pool.shutdown(wait=True)
+        pool.shutdown(wait=True, cancel_futures=True)
         if progress:
             progress.done()  # never leave a progress bar open
     return report

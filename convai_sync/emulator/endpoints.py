@@ -192,17 +192,19 @@ def _update(state: AccountState, body: dict, updatable: dict[str, type]) -> Repl
 
 # --- characters (both dialects) --------------------------------------------------------
 
-def _character_view(char: dict) -> dict:
-    return {
+def _character_view(char: dict, with_config: bool) -> dict:
+    view = {
         "character_id": char["character_id"],
         "character_name": char["character_name"],
         "user_id": "emulator-user",
         "voice_type": "MALE",
         "timestamp": char["timestamp"],
         "backstory": f"{char['character_name']} lives on an emulated Convai account.",
-        "personalised_prompt_config": {"MODEL": char["model_group_name"], "PROMPT": "",
-                                       "VERBOSITY": 2, "TEMPERATURE": char["temperature"]},
     }
+    if with_config:
+        view["personalised_prompt_config"] = {"MODEL": char["model_group_name"], "PROMPT": "",
+                                              "VERBOSITY": 2, "TEMPERATURE": char["temperature"]}
+    return view
 
 
 def _find_character(state: AccountState, body: dict) -> tuple[dict | None, Reply | None]:
@@ -217,21 +219,13 @@ def _find_character(state: AccountState, body: dict) -> tuple[dict | None, Reply
 
 
 def character_list(state: AccountState, body: dict) -> Reply:
-    views = [_character_view(c) for c in state.characters.values()]
-    if not state.list_carries_config:
-        for view in views:
-            del view["personalised_prompt_config"]
-    return Reply(200, {"characters": views})
+    return Reply(200, {"characters": [_character_view(c, state.list_carries_config)
+                                      for c in state.characters.values()]})
 
 
 def character_get(state: AccountState, body: dict) -> Reply:
     char, refusal = _find_character(state, body)
-    if refusal:
-        return refusal
-    view = _character_view(char)
-    if not state.get_carries_config:
-        del view["personalised_prompt_config"]
-    return Reply(200, view)
+    return refusal or Reply(200, _character_view(char, state.get_carries_config))
 
 
 def character_update(state: AccountState, body: dict) -> Reply:
