@@ -51,8 +51,9 @@ def _account_options(f: Callable[..., Any]) -> Callable[..., Any]:
     f = click.option("--retry-max-time", type=click.FloatRange(0, 3600), default=60.0, show_default=True,
                      metavar="SECONDS", help="Give up retrying one request (429, 5xx, timeouts) after this long.")(f)
     f = click.option("--state-file", type=click.Path(dir_okay=False), metavar="FILE",
-                     help="Where applied api_key_versions are kept [default: MANIFEST's "
-                          "name with .state.json]. Holds no secrets.")(f)
+                     help="Where applied api_key_versions (and characters a failed replace "
+                          "left parked) are kept [default: MANIFEST's name with .state.json]. "
+                          "Holds no secrets.")(f)
     return f
 
 
@@ -99,7 +100,7 @@ def plan(manifest_path: str, fmt: str, detailed_exitcode: bool, out_file: str | 
     with open_account(_target(opts, loaded)) as client:
         live = _read_live(loaded, client)
         result = _plan(loaded, client, opts, live=live)
-        account = "emulator" if opts["emulator"] else client.base_url
+        account = account_label(opts, client)
     _emit_plan(result, fmt, source=manifest_path, **markdown)
     if out_file:
         _write_json(out_file, saved_document(result, loaded, live, account))
@@ -161,7 +162,7 @@ def run_apply(result: Plan, client: ConvaiClient, keys: dict[str, Secret], versi
 def _verify_converged(loaded: LoadedManifest, client: ConvaiClient, opts: dict[str, Any],
                       versions: SyncState) -> None:
     """Read the account again: an apply is finished when plan says nothing is left."""
-    left = _plan(loaded, client, {**opts, "allow_empty": True, "allow_deregister": True}, versions)
+    left = _plan(loaded, client, brakes_off(opts), versions)
     if left.empty:
         click.echo("The account now matches the manifest.")
         return
@@ -171,11 +172,25 @@ def _verify_converged(loaded: LoadedManifest, client: ConvaiClient, opts: dict[s
 
 
 def _write_json(path: str, doc: dict[str, Any]) -> None:
+    write_text(path, scrub(json.dumps(doc, indent=2)) + "\n")
+
+
+def write_text(path: str, text: str) -> None:
     try:
-        with open(path, "w", encoding="utf-8") as fh:
-            fh.write(scrub(json.dumps(doc, indent=2)) + "\n")
+        Path(path).write_text(text, "utf-8")
     except OSError as e:
         raise ConvaiSyncError(f"{path}: cannot write: {e.strerror}") from None
+
+
+def account_label(opts: dict[str, Any], client: ConvaiClient) -> str:
+    """The account a plan was made against, as saved plans and exports name it."""
+    return "emulator" if opts["emulator"] else client.base_url
+
+
+def brakes_off(opts: dict[str, Any]) -> dict[str, Any]:
+    """Options for a plan that only reports (drift, the post-apply check): a brake
+    would hide the difference it is meant to stop."""
+    return {**opts, "allow_empty": True, "allow_deregister": True}
 
 
 def _target(opts: dict[str, Any], loaded: LoadedManifest) -> Target:

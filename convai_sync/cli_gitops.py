@@ -15,22 +15,20 @@ from .account import EMULATOR_SECRET, open_account
 from .builtins import builtin_models
 from .cli_markdown import markdown_options, markdown_settings
 from .cli import (EXIT_CHANGES, EXIT_OK, _account_options, _emit_plan, _manifest_option, _plan,
-                  _read_live, _target, _target_for, _verify_converged, run_apply)
+                  _read_live, _target, _target_for, _verify_converged, account_label, brakes_off,
+                  run_apply, write_text)
 from .drift import drift_json, drift_text, unchecked_fields
 from .errors import ConvaiSyncError
 from .export import CHARACTER_CHOICES, export_manifest
 from .manifest import load_manifest
 from .render.markdown import render_drift_markdown
 from .render.text import render_plan, use_color
+from .render.values import count
 from .saved_plan import load_saved_plan, read_live_for
 from .schema import schema_text
 from .state import SyncState, default_path
 
 FORMATS = click.Choice(["text", "json", "markdown"])
-
-
-def account_label(opts: dict[str, Any], client: Any) -> str:
-    return "emulator" if opts["emulator"] else client.base_url
 
 
 # -- apply PLANFILE -------------------------------------------------------------
@@ -93,8 +91,7 @@ def drift_command(manifest_path: str, fmt: str, **opts: Any) -> None:
     loaded = load_manifest(manifest_path)
     with open_account(_target(opts, loaded)) as client:
         live = _read_live(loaded, client)
-        result = _plan(loaded, client, {**opts, "allow_empty": True, "allow_deregister": True},
-                       live=live)
+        result = _plan(loaded, client, brakes_off(opts), live=live)
     unchecked = unchecked_fields(loaded, live)
     if fmt == "json":
         click.echo(json.dumps(drift_json(result, unchecked, manifest_path), indent=2))
@@ -127,12 +124,9 @@ def export_command(output: str | None, force: bool, characters: str, api_dialect
         live = client.read_state(api_dialect)
         exported = export_manifest(live, account_label(opts, client), characters)
     if output:
-        try:
-            Path(output).write_text(exported.text, "utf-8")
-        except OSError as e:
-            raise ConvaiSyncError(f"{output}: cannot write: {e.strerror}") from None
-        click.echo(f"Wrote {output}: {len(live.models)} models, "
-                   f"{exported.text.count('- char_id:')} characters.", err=True)
+        write_text(output, exported.text)
+        click.echo(f"Wrote {output}: {count(len(live.models), 'model')}, "
+                   f"{count(exported.characters, 'character')}.", err=True)
     else:
         click.echo(exported.text, nl=False)
     for reason in exported.skipped:

@@ -19,7 +19,7 @@ from .builtins import builtin_models
 from .dialects import DIALECTS
 from .errors import ConvaiSyncError, ManifestError
 from .manifest import DEFAULT_BASE_URL, parse_manifest
-from .model import CharacterState, LiveState
+from .model import LiveState
 
 CHARACTER_CHOICES = ("all", "bound-to-custom")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -28,6 +28,7 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 @dataclass
 class Exported:
     text: str
+    characters: int = 0                                      # how many were written
     variables: dict[str, str] = field(default_factory=dict)  # model_group_name -> VAR
     skipped: list[str] = field(default_factory=list)         # why characters were left out
 
@@ -69,7 +70,7 @@ def export_manifest(live: LiveState, source: str, characters: str = "all") -> Ex
                      + (["models:"] + model_lines if model_lines else ["models: []"]) + [""]
                      + (["characters:"] + char_lines if char_lines else ["characters: []"])) + "\n"
     try:
-        parse_manifest(text, "exported manifest")
+        result.characters = len(parse_manifest(text, "exported manifest").manifest.characters)
     except ManifestError as e:
         raise ConvaiSyncError("the exported manifest does not load back, so it was not written:\n"
                               f"{e}\nPlease report this.") from None
@@ -85,7 +86,7 @@ def _characters(live: LiveState, which: str, result: Exported) -> list[str]:
         if which == "bound-to-custom" and model not in live.models:
             continue
         if model is None or model not in known:
-            result.skipped.append(f"character {_who(char)} points at model '{model}', which is "
+            result.skipped.append(f"character {char.label} points at model '{model}', which is "
                                   "neither a custom model nor a known built-in code; left out (if "
                                   "it is a new built-in code, add it under settings.builtin_models "
                                   "and add the character by hand)")
@@ -115,10 +116,6 @@ def _header(live: LiveState, source: str, result: Exported) -> list[str]:
         lines += [f"# The {live.dialect} dialect does not return {' or '.join(unreadable)}: add",
                   "# them by hand if your models use them (they can never show as a difference).", "#"]
     return lines
-
-
-def _who(char: CharacterState) -> str:
-    return f"'{char.name}' ({char.char_id})" if char.name else f"'{char.char_id}'"
 
 
 def _scalar(value: object) -> str:

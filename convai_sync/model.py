@@ -26,6 +26,11 @@ class CharacterState:
     temperature: float | None
     name: str | None = None
 
+    @property
+    def label(self) -> str:
+        """How messages name it: 'Name' (id), or 'id'."""
+        return f"'{self.name}' ({self.char_id})" if self.name else f"'{self.char_id}'"
+
 
 @dataclass
 class LiveState:

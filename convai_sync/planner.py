@@ -168,13 +168,13 @@ def _plan_characters(work: _Work) -> None:
         model = live.model_group_name
         if model in work.doomed or model in work.replaced:
             if fallback is None:
-                stranded.append(f"{_label(live)} on '{model}'")
+                stranded.append(f"{live.label} on '{model}'")
                 continue
             why = "deregistered" if model in work.doomed else "replaced"
             _bind(work, live, model if model in work.replaced else fallback, live.temperature,
                   f"unmanaged; its model '{model}' is {why}")
         elif model not in work.live.models and model not in work.loaded.manifest.builtins():
-            work.warnings.append(f"character {_label(live)} points at model '{model}', which does "
+            work.warnings.append(f"character {live.label} points at model '{model}', which does "
                                  "not exist; declare the character in the manifest to repair it")
     if stranded:
         work.problems.append("these characters would point at a missing model, and no "
@@ -207,7 +207,7 @@ def _bind(work: _Work, live: CharacterState, model: str, temperature: float | No
             fallback = work.loaded.manifest.settings.fallback_model
             if fallback is None:
                 work.problems.append(
-                    f"model '{model}' must be replaced and character {_label(live)} uses it; set "
+                    f"model '{model}' must be replaced and character {live.label} uses it; set "
                     "settings.fallback_model so it can be parked there during the replace")
                 return
             parked = {"model_group_name": fallback, "temperature": live.temperature}
@@ -283,7 +283,3 @@ def _check_display_names(work: _Work) -> None:
             f"still held by model '{holder}' when it would be set, and Convai requires display "
             f"names to be unique; apply in two steps: first give '{holder}' another display_name "
             "(or remove it), apply, then make this change")
-
-
-def _label(live: CharacterState) -> str:
-    return f"'{live.name}' ({live.char_id})" if live.name else f"'{live.char_id}'"
