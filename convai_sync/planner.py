@@ -80,6 +80,12 @@ def _key_label(spec: ModelSpec) -> str:
     return SENSITIVE if spec.api_key_version is None else f"(sensitive, version {spec.api_key_version})"
 
 
+def _registration(work: _Work, spec: ModelSpec, want: dict[str, Any]) -> dict[str, Any]:
+    """What a register sends (a replace ends with one): the registrable fields and the key."""
+    return {**{k: v for k, v in want.items() if k in work.dialect.registrable},
+            "api_key": _key_label(spec)}
+
+
 def _rotation(work: _Work, spec: ModelSpec) -> tuple[str, str] | None:
     """(before, after) labels when the manifest's api_key_version differs from
     the version last applied; None when the key need not be sent."""
@@ -102,9 +108,9 @@ def _plan_models(work: _Work) -> None:
         group, want = spec.model_group_name, _desired_fields(spec)
         live = work.live.models.get(group)
         if live is None:
-            after = {k: v for k, v in want.items() if k in work.dialect.registrable}
-            work.changes.append(Change("model", group, "register", Phase.REGISTER, None,
-                                       {**after, "api_key": _key_label(spec)}, tuple(after) + ("api_key",)))
+            after = _registration(work, spec, want)
+            work.changes.append(Change("model", group, "register", Phase.REGISTER, None, after,
+                                       tuple(after)))
             continue
         have = _known(live, work.dialect)
         diff = tuple(k for k in want if k in have and have[k] != want[k])
@@ -124,9 +130,8 @@ def _plan_models(work: _Work) -> None:
                                  f"(protect: true) but changing {', '.join(forcing)} requires "
                                  "replacing it; remove protect or keep the field as it is")
         work.replaced.add(group)
-        after = {k: v for k, v in want.items() if k in work.dialect.registrable}
         work.changes.append(Change("model", group, "replace", Phase.REPLACE, have,
-                                   {**after, "api_key": _key_label(spec)}, diff, forces_replace=forcing,
+                                   _registration(work, spec, want), diff, forces_replace=forcing,
                                    reason=f"{', '.join(forcing)} cannot be updated in the "
                                           f"{work.dialect.name} dialect"))
 
