@@ -11,6 +11,12 @@ from .model import LiveState
 
 FORMAT_VERSION = 1
 
+# Reasons the planner gives that later steps act on (the state file, the apply
+# report); written and tested in one place, see Change.parks and friends.
+PARKED = "parked while"                  # onto the fallback while its model is replaced
+UNMANAGED = "unmanaged;"                 # a character that is not in the manifest
+UNPARKED = "unmanaged; parked earlier"   # back from where an earlier run parked it
+
 
 class Phase(IntEnum):
     """The dependency order, defined once: a character is moved before the model
@@ -50,6 +56,18 @@ class Change:
     reason: str = ""               # why, when it is not just "the manifest says so"
     name: str | None = None        # a character's display name
     forces_replace: tuple[str, ...] = ()
+
+    @property
+    def parks(self) -> bool:
+        return self.reason.startswith(PARKED)
+
+    @property
+    def unmanaged(self) -> bool:
+        return self.reason.startswith(UNMANAGED)
+
+    @property
+    def unparks(self) -> bool:
+        return self.reason.startswith(UNPARKED)
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)

@@ -9,7 +9,7 @@ from .errors import PlanError
 from .manifest import LoadedManifest, ModelSpec
 from .model import CharacterState, LiveState, ModelState
 from .perf import gc_paused
-from .plan import Change, Phase, Plan
+from .plan import PARKED, UNMANAGED, UNPARKED, Change, Phase, Plan
 from .secrets import SENSITIVE
 
 TEMPERATURE_EPSILON = 1e-9
@@ -177,7 +177,7 @@ def _plan_characters(work: _Work) -> None:
                 continue
             why = "deregistered" if model in work.doomed else "replaced"
             _bind(work, live, model if model in work.replaced else fallback, live.temperature,
-                  f"unmanaged; its model '{model}' is {why}")
+                  f"{UNMANAGED} its model '{model}' is {why}")
         elif model not in work.live.models and model not in work.loaded.manifest.builtins():
             work.warnings.append(f"character {live.label} points at model '{model}', which does "
                                  "not exist; declare the character in the manifest to repair it")
@@ -198,7 +198,7 @@ def _unpark(work: _Work, live: CharacterState) -> bool:
     if back == live.model_group_name or not (back in managed or back in work.loaded.manifest.builtins()):
         work.parked_resolved.append(live.char_id)  # already back, or its model is gone for good
         return False
-    _bind(work, live, back, live.temperature, f"unmanaged; parked earlier while '{back}' was replaced")
+    _bind(work, live, back, live.temperature, f"{UNPARKED} while '{back}' was replaced")
     return True
 
 
@@ -217,7 +217,7 @@ def _bind(work: _Work, live: CharacterState, model: str, temperature: float | No
                 return
             parked = {"model_group_name": fallback, "temperature": live.temperature}
             work.changes.append(_character_change(live, Phase.REBIND, before, parked,
-                                                  f"parked while '{model}' is replaced"))
+                                                  f"{PARKED} '{model}' is replaced"))
             before = parked
         _add_if_changed(work, live, Phase.RESTORE, before, after, reason or f"'{model}' was replaced")
         return
@@ -247,7 +247,7 @@ def _check_fallback(work: _Work, fallback: str | None) -> None:
     # Validation already keeps the fallback out of the doomed set; a fallback
     # that is itself replaced cannot hold the characters parked during that replace.
     if fallback in work.replaced and any(
-            c.reason.startswith("parked") for c in work.changes if c.resource == "character"):
+            c.parks for c in work.changes if c.resource == "character"):
         work.problems.append(f"{work.loaded.where('settings', 'fallback_model')}: fallback_model "
                              f"'{fallback}' is itself being replaced, so it cannot hold characters "
                              "during replaces; choose a model that stays (a built-in code is safest)")

@@ -95,7 +95,7 @@ def record_applied(state: SyncState, plan: Any, report: Any) -> None:
     for cid in plan.meta.get("parked_resolved", []):
         state.parked.pop(cid, None)
     parked_now = {o.change.id for o in report.outcomes if o.status == "done"
-                  and o.change.reason.startswith("parked while")}
+                  and o.change.parks}
     for outcome in report.outcomes:
         if outcome.change.resource == "character":
             _record_parking(state, outcome, parked_now)
@@ -108,10 +108,10 @@ def record_applied(state: SyncState, plan: Any, report: Any) -> None:
 
 def _record_parking(state: SyncState, outcome: Any, parked_now: set[str]) -> None:
     c = outcome.change
-    if c.phase.name == "RESTORE" and c.reason.startswith("unmanaged"):
+    if c.phase.name == "RESTORE" and c.unmanaged:
         if outcome.status == "done":
             state.parked.pop(c.id, None)
         elif c.id in parked_now:  # parked by this run, not moved back
             state.parked[c.id] = c.after["model_group_name"]
-    elif outcome.status == "done" and c.reason.startswith("unmanaged; parked earlier"):
+    elif outcome.status == "done" and c.unparks:
         state.parked.pop(c.id, None)  # moved back by a later run

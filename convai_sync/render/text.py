@@ -94,7 +94,7 @@ def render_report(report: Any) -> str:
         lines.append(f"  {o.status:<13} {o.change.action:<10} {label}{detail}")
     stranded = [describe_target(o.change.resource, o.change.id, o.change.name) for o in report.outcomes
                 if o.status != "done" and o.change.phase == Phase.RESTORE
-                and o.change.reason.startswith("unmanaged")]
+                and o.change.unmanaged]
     if stranded:
         lines.append("Note: these characters are not in the manifest; they were parked on the fallback "
                      "model and were not moved back yet. The state file records them and the next "
