@@ -241,8 +241,7 @@ def _emit_plan(result: Plan, fmt: str, source: str | None = None, **markdown: An
 def _secrets(loaded: LoadedManifest, emulator: bool, strict: bool) -> ResolvedSecrets:
     secrets = resolve_secrets(loaded, placeholder=EMULATOR_SECRET if emulator else None)
     if strict and secrets.missing:
-        raise ConvaiSyncError(secrets.missing_message() + "\nNothing was written. Set these "
-                              "variables (in CI: repository secrets) and run apply again.")
+        raise secrets.refusal()
     return secrets
 
 

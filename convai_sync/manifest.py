@@ -7,7 +7,7 @@ import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, Mapping
+from typing import Annotated, Any, Iterable, Literal, Mapping
 from urllib.parse import urlsplit
 
 import yaml
@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from . import yamlpos
 from .builtins import builtin_models
-from .errors import ManifestError
+from .errors import ConvaiSyncError, ManifestError
 from .perf import gc_paused
 from .secrets import ENV_REF, Secret
 
@@ -336,21 +336,32 @@ class ResolvedSecrets:
                  for var, group, where in self.missing]
         return "\n".join(lines)
 
+    def refusal(self) -> ConvaiSyncError:
+        """The error an apply stops with, before its first write, when keys are unset."""
+        return ConvaiSyncError(self.missing_message() + "\nNothing was written. Set these "
+                               "variables (in CI: repository secrets) and run apply again.")
+
 
 def resolve_secrets(loaded: LoadedManifest, environ: Mapping[str, str] | None = None,
                     placeholder: str | None = None) -> ResolvedSecrets:
-    """Look up every `${VAR}`. With `placeholder`, unset variables get that value
-    (used only against the emulator, which has no real keys)."""
+    """Look up every `${VAR}` of the manifest."""
+    return resolve_keys(((m.model_group_name, m.api_key_var, loaded.where("models", i, "api_key"))
+                         for i, m in enumerate(loaded.manifest.models)), environ, placeholder)
+
+
+def resolve_keys(wanted: Iterable[tuple[str, str, str]], environ: Mapping[str, str] | None = None,
+                 placeholder: str | None = None) -> ResolvedSecrets:
+    """Look up (model_group_name, VAR, where) in the environment. With `placeholder`,
+    unset variables get that value (only against the emulator, which has no real keys)."""
     env = os.environ if environ is None else environ
     keys: dict[str, Secret] = {}
     missing = []
-    for i, model in enumerate(loaded.manifest.models):
-        var = model.api_key_var
+    for group, var, where in wanted:
         value = env.get(var)
         if not value:
             if placeholder is None:
-                missing.append((var, model.model_group_name, loaded.where("models", i, "api_key")))
+                missing.append((var, group, where))
                 continue
             value = f"{placeholder}-{var}"
-        keys[model.model_group_name] = Secret(value, "${" + var + "}")
+        keys[group] = Secret(value, "${" + var + "}")
     return ResolvedSecrets(keys, missing)

@@ -22,7 +22,7 @@ from typing import Any, Mapping
 from .dialects import DIALECTS
 from .errors import ApiError, ConvaiSyncError, ManifestError
 from .fingerprint import live_differences, live_fingerprint, manifest_fingerprint
-from .manifest import LoadedManifest, load_manifest
+from .manifest import LoadedManifest, load_manifest, resolve_keys
 from .model import LiveState
 from .plan import FORMAT_VERSION, Plan
 from .secrets import Secret
@@ -99,19 +99,11 @@ class SavedPlan:
 
     def keys(self, environ: Mapping[str, str], placeholder: str | None = None) -> dict[str, Secret]:
         """api_key values for the changes that send one, from the environment now."""
-        keys: dict[str, Secret] = {}
-        missing: list[str] = []
-        for group, var in sorted(self.api_key_env.items()):
-            value = environ.get(var) or (f"{placeholder}-{var}" if placeholder else "")
-            if not value:
-                missing.append(f"environment variable {var} is not set (api_key of model '{group}')")
-                continue
-            keys[group] = Secret(value, "${" + var + "}")
-        if missing:
-            raise ConvaiSyncError(f"{self.path}: " + f"\n{self.path}: ".join(missing) +
-                                  "\nNothing was written. Set these variables (in CI: repository "
-                                  "secrets) and run apply again.")
-        return keys
+        wanted = ((group, var, self.path) for group, var in sorted(self.api_key_env.items()))
+        secrets = resolve_keys(wanted, environ, placeholder)
+        if secrets.missing:
+            raise secrets.refusal()
+        return secrets.keys
 
 
 def read_live_for(saved: SavedPlan, client: Any) -> LiveState:
