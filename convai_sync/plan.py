@@ -58,6 +58,12 @@ class Change:
     forces_replace: tuple[str, ...] = ()
 
     @property
+    def sends_key(self) -> bool:
+        """Does applying it send the model's api_key (write-only, so only when needed)?"""
+        return self.resource == "model" and (
+            self.action in ("register", "replace") or "api_key" in self.fields)
+
+    @property
     def parks(self) -> bool:
         return self.reason.startswith(PARKED)
 

@@ -36,12 +36,6 @@ class StalePlanError(ConvaiSyncError):
     """The account (or the manifest) changed since the plan was saved."""
 
 
-def needs_key(change: Any) -> bool:
-    """Does applying this change send the model's api_key?"""
-    return change.resource == "model" and (
-        change.action in ("register", "replace") or "api_key" in change.fields)
-
-
 def saved_document(plan: Plan, loaded: LoadedManifest, live: LiveState, account: str) -> dict[str, Any]:
     """The document `plan --out` writes."""
     variables = {m.model_group_name: m.api_key_var for m in loaded.manifest.models}
@@ -52,7 +46,7 @@ def saved_document(plan: Plan, loaded: LoadedManifest, live: LiveState, account:
         "builtin_models": list(loaded.manifest.settings.builtin_models),
         "manifest": {"path": loaded.path, "sha256": manifest_fingerprint(loaded)},
         "live": live_fingerprint(live),
-        "api_key_env": {c.id: variables[c.id] for c in plan.changes if needs_key(c)},
+        "api_key_env": {c.id: variables[c.id] for c in plan.changes if c.sends_key},
     }
     return doc
 
@@ -180,6 +174,6 @@ def _check_changes(saved: SavedPlan) -> None:
         if change.action not in _ACTIONS.get(change.resource, ()):
             raise ConvaiSyncError(f"{saved.path}: unknown change '{change.action}' of "
                                   f"{change.resource} {change.id!r}; write the plan again with plan --out")
-        if needs_key(change) and change.id not in saved.api_key_env:
+        if change.sends_key and change.id not in saved.api_key_env:
             raise ConvaiSyncError(f"{saved.path}: model '{change.id}' needs its api_key but the "
                                   "plan does not name its variable; write the plan again with plan --out")

@@ -90,7 +90,7 @@ def record_applied(state: SyncState, plan: Any, report: Any) -> None:
             continue
         if c.action == "deregister" and outcome.status == "done":
             state.versions.pop(c.id, None)
-        elif c.action in ("register", "replace") or "api_key" in c.fields:
+        elif c.sends_key:
             sends_key.setdefault(c.id, []).append(outcome.status)
     for cid in plan.meta.get("parked_resolved", []):
         state.parked.pop(cid, None)
