@@ -26,8 +26,7 @@ def digest(value: Any) -> str:
 def live_fingerprint(live: LiveState) -> dict[str, dict[str, str]]:
     """{"models": {group: hash}, "characters": {char_id: hash}}, sorted by id."""
     readable = DIALECTS[live.dialect].readable
-    models = {group: digest({k: v for k, v in m.fields().items() if k in readable and v is not None})
-              for group, m in sorted(live.models.items())}
+    models = {group: digest(m.known(readable)) for group, m in sorted(live.models.items())}
     characters = {cid: digest({"model_group_name": c.model_group_name, "temperature": c.temperature})
                   for cid, c in sorted(live.characters.items())}
     return {"models": models, "characters": characters}

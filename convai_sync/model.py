@@ -18,6 +18,10 @@ class ModelState:
     def fields(self) -> dict[str, object]:
         return {f: getattr(self, f) for f in MODEL_FIELDS}
 
+    def known(self, readable: frozenset[str]) -> dict[str, object]:
+        """The fields the API returned: readable in the dialect, and present."""
+        return {k: v for k, v in self.fields().items() if k in readable and v is not None}
+
 
 @dataclass(frozen=True)
 class CharacterState:

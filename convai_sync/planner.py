@@ -7,7 +7,7 @@ from typing import Any
 from .dialects import DIALECTS, Dialect
 from .errors import PlanError
 from .manifest import LoadedManifest, ModelSpec
-from .model import CharacterState, LiveState, ModelState
+from .model import CharacterState, LiveState
 from .perf import gc_paused
 from .plan import PARKED, UNMANAGED, UNPARKED, Change, Phase, Plan
 from .secrets import SENSITIVE
@@ -72,10 +72,6 @@ def _desired_fields(spec: ModelSpec) -> dict[str, Any]:
     return {k: v for k, v in out.items() if v is not None}
 
 
-def _known(model: ModelState, dialect: Dialect) -> dict[str, Any]:
-    return {k: v for k, v in model.fields().items() if k in dialect.readable and v is not None}
-
-
 def _key_label(spec: ModelSpec) -> str:
     return SENSITIVE if spec.api_key_version is None else f"(sensitive, version {spec.api_key_version})"
 
@@ -112,7 +108,7 @@ def _plan_models(work: _Work) -> None:
             work.changes.append(Change("model", group, "register", Phase.REGISTER, None, after,
                                        tuple(after)))
             continue
-        have = _known(live, work.dialect)
+        have = live.known(work.dialect.readable)
         diff = tuple(k for k in want if k in have and have[k] != want[k])
         forcing = tuple(k for k in diff if k not in work.dialect.updatable)
         rotation = None if forcing else _rotation(work, spec)
@@ -148,7 +144,7 @@ def _plan_deregistrations(work: _Work) -> None:
             continue
         work.doomed.add(group)
         work.changes.append(Change("model", group, "deregister", Phase.DEREGISTER,
-                                   _known(live, work.dialect), None, (),
+                                   live.known(work.dialect.readable), None, (),
                                    reason="not in the manifest; prune is on"))
 
 
