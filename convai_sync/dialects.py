@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .model import MODEL_FIELDS
+
 
 @dataclass(frozen=True)
 class Dialect:
@@ -11,6 +13,11 @@ class Dialect:
     readable: frozenset[str]     # fields the list call returns
     updatable: frozenset[str]    # fields the update call accepts (api_key aside)
     registrable: frozenset[str]  # fields the register call accepts (api_key aside)
+
+    @property
+    def unreadable(self) -> tuple[str, ...]:
+        """Model fields this dialect never returns: never a difference, never drift."""
+        return tuple(f for f in MODEL_FIELDS if f not in self.readable)
 
     def path(self, verb: str) -> str:
         return f"/{self.name}/{verb}"

@@ -10,7 +10,7 @@ from typing import Any
 
 from .dialects import DIALECTS
 from .manifest import LoadedManifest
-from .model import MODEL_FIELDS, LiveState
+from .model import LiveState
 from .plan import Plan
 from .render.markdown import Unchecked
 
@@ -24,11 +24,9 @@ def unchecked_fields(loaded: LoadedManifest, live: LiveState) -> list[Unchecked]
     if not models:
         return []
     out = [Unchecked("api_key", "write-only, cannot be checked", models)]
-    readable = DIALECTS[live.dialect].readable
-    for name in MODEL_FIELDS:
-        if name not in readable:
-            out.append(Unchecked(name, f"not returned by the {live.dialect} dialect, cannot be checked",
-                                 models))
+    for name in DIALECTS[live.dialect].unreadable:
+        out.append(Unchecked(name, f"not returned by the {live.dialect} dialect, cannot be checked",
+                             models))
     return out
 
 

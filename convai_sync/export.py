@@ -111,7 +111,7 @@ def _header(live: LiveState, source: str, result: Exported) -> list[str]:
         width = max(len(v) for v in result.variables.values())
         lines += [f"#   {var.ljust(width)}  (model {group})" for group, var in result.variables.items()]
         lines.append("#")
-    unreadable = sorted({"display_name", "is_uncensored"} - DIALECTS[live.dialect].readable)
+    unreadable = DIALECTS[live.dialect].unreadable
     if unreadable:
         lines += [f"# The {live.dialect} dialect does not return {' or '.join(unreadable)}: add",
                   "# them by hand if your models use them (they can never show as a difference).", "#"]
