@@ -82,6 +82,13 @@ def run(env: dict[str, str]) -> Callable[..., Result]:
     return invoke
 
 
+def cli_env(**extra: str) -> dict[str, str]:
+    """The environment for running convai-sync as a separate process: the test
+    account key and canary model keys, no stray API URL or NO_COLOR, then `extra`."""
+    env = {k: v for k, v in os.environ.items() if k not in ("CONVAI_API_URL", "NO_COLOR")}
+    return {**env, "CONVAI_API_KEY": ACCOUNT_KEY, **CANARIES, **extra}
+
+
 def assert_no_secret(*texts: str) -> None:
     for text in texts:
         for value in CANARIES.values():

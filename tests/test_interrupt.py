@@ -3,7 +3,6 @@ starts, the report says what was done, and a re-run converges."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -13,17 +12,15 @@ from typing import Callable
 
 import pytest
 
-from conftest import ACCOUNT_KEY, CANARIES, EXAMPLE, Result, assert_no_secret
+from conftest import EXAMPLE, Result, assert_no_secret, cli_env
 from convai_sync.emulator import Emulator, Faults
 
 
 def start_apply(url: str, report: Path) -> subprocess.Popen[str]:
-    env = {**os.environ, "CONVAI_API_KEY": ACCOUNT_KEY, **CANARIES, "NO_COLOR": "1"}
-    env.pop("CONVAI_API_URL", None)
     return subprocess.Popen(
         [sys.executable, "-m", "convai_sync", "apply", "-f", str(EXAMPLE), "--api-url", url,
          "--auto-approve", "--parallelism", "1", "--report-file", str(report)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(NO_COLOR="1"))
 
 
 def interrupt_during(proc: subprocess.Popen[str], line_start: str,

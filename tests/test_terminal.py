@@ -9,16 +9,14 @@ import sys
 import time
 from typing import Callable
 
-from conftest import ACCOUNT_KEY, CANARIES, EXAMPLE
+from conftest import CANARIES, EXAMPLE, cli_env
 from convai_sync.emulator import Emulator
 
 
 def run_on_tty(args: list[str], answer: str | None, extra_env: dict[str, str]) -> tuple[int, str]:
     master, slave = pty.openpty()
-    env = {**os.environ, "CONVAI_API_KEY": ACCOUNT_KEY, **CANARIES, **extra_env}
-    env.pop("NO_COLOR", None) if "NO_COLOR" not in extra_env else None
     proc = subprocess.Popen([sys.executable, "-m", "convai_sync", *args], stdin=slave, stdout=slave,
-                            stderr=slave, env=env, close_fds=True)
+                            stderr=slave, env=cli_env(**extra_env), close_fds=True)
     os.close(slave)
     output, sent, deadline = b"", False, time.monotonic() + 30
     while time.monotonic() < deadline:
