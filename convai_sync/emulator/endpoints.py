@@ -10,18 +10,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from convai_sync.emulator.base import Reply
 from convai_sync.emulator.seed import is_temperature
 from convai_sync.emulator.state import OPENAI_BASE_URL, AccountState
 
 MODEL, CHARACTER = "model", "character"  # the two error-envelope families
-
-
-@dataclass
-class Reply:
-    status: int
-    body: Any
-    committed: bool = False
-    headers: dict[str, str] = field(default_factory=dict)
 
 
 Op = Callable[[AccountState, dict], Reply]

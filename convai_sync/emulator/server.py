@@ -9,10 +9,10 @@ import socketserver
 import sys
 import threading
 from dataclasses import dataclass, field
+from email.message import Message
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Protocol
-from urllib.parse import urlsplit
 
 MAX_BODY = 1 << 20  # 1 MiB: larger bodies get 413
 
@@ -25,8 +25,9 @@ class Response:
 
 
 class App(Protocol):
-    def serve(self, method: str, path: str, api_key: str | None, raw: bytes) -> Response | None:
-        """The response to send, or None to drop the connection without one."""
+    def serve(self, method: str, target: str, headers: Message, raw: bytes) -> Response | None:
+        """The response to send, or None to drop the connection without one.
+        `target` is the request path with its query string."""
 
 
 class _BodyError(Exception):
@@ -104,8 +105,7 @@ class _Handler(BaseHTTPRequestHandler):
         except (OSError, ValueError):
             self.close_connection = True
             return
-        path = urlsplit(self.path).path
-        response = self.server.app.serve(self.command, path, self.headers.get("CONVAI-API-KEY"), raw)
+        response = self.server.app.serve(self.command, self.path, self.headers, raw)
         if response is None:
             self.close_connection = True  # injected drop: close without a byte of reply
             return
