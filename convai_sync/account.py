@@ -1,5 +1,5 @@
-"""Opening the account a command works on: the real API, or an in-process
-emulator seeded with demo state (`--emulator`)."""
+"""Opening the account a command works on: the real API of the manifest's
+platform, or an in-process emulator of it seeded with demo state (`--emulator`)."""
 from __future__ import annotations
 
 import contextlib
@@ -8,7 +8,7 @@ import sys
 from dataclasses import dataclass
 from typing import Iterator
 
-from .providers.convai import DEFAULT_URL, ConvaiClient
+from .providers.base import Client, Platform
 from .retry import RetryPolicy
 
 EMULATOR_SECRET = "emulator-placeholder"
@@ -20,24 +20,28 @@ class Target:
 
     api_url: str | None = None
     emulator: bool = False
-    emulator_dialect: str = "llm-models"
+    emulator_dialect: str = "auto"
     parallelism: int = 8
     retry: RetryPolicy = RetryPolicy()
 
 
 @contextlib.contextmanager
-def open_account(target: Target) -> Iterator[ConvaiClient]:
+def open_account(target: Target, platform: Platform | None = None) -> Iterator[Client]:
+    if platform is None:
+        from .providers.registry import platform as lookup
+        platform = lookup("convai")
     if not target.emulator:
-        url = target.api_url or os.environ.get("CONVAI_API_URL") or DEFAULT_URL
-        key = os.environ.get("CONVAI_API_KEY", "")
-        with ConvaiClient(url, key, parallelism=target.parallelism, retry=target.retry) as client:
+        url = target.api_url or os.environ.get(platform.env_url) or platform.default_url
+        key = os.environ.get(platform.env_key, "")
+        with contextlib.closing(platform.open_client(url, key, parallelism=target.parallelism,
+                                                     retry=target.retry)) as client:
             yield client
         return
-    from .emulator import Emulator, demo_seed
-
-    with Emulator(dialect=target.emulator_dialect, seed=demo_seed()) as emu:
-        print(f"Using the built-in emulator at {emu.url} ({target.emulator_dialect} dialect, "
-              "seeded with demo state); nothing leaves this machine.", file=sys.stderr)
-        with ConvaiClient(emu.url, "emulator-key", parallelism=target.parallelism,
-                          retry=target.retry) as client:
+    with platform.emulator(target.emulator_dialect, None) as emu:
+        variant = getattr(emu, "dialect", platform.name)
+        print(f"Using the built-in emulator of {platform.title} at {emu.url} ({variant}, seeded "
+              "with demo state); nothing leaves this machine.", file=sys.stderr)
+        with contextlib.closing(platform.open_client(emu.url, platform.emulator_key,
+                                                     parallelism=target.parallelism,
+                                                     retry=target.retry)) as client:
             yield client

@@ -12,23 +12,21 @@ from typing import Any
 import click
 
 from .account import EMULATOR_SECRET, open_account
-from .builtins import builtin_models
+from .cli_common import (EXIT_CHANGES, EXIT_OK, FORMATS, account_label, account_options, emit_plan,
+                         manifest_option, options, platform_named, run_apply, target,
+                         verify_converged, write_text)
 from .cli_markdown import markdown_options, markdown_settings
-from .cli import (EXIT_CHANGES, EXIT_OK, _account_options, _emit_plan, _manifest_option, _plan,
-                  _read_live, _target, _target_for, _verify_converged, account_label, brakes_off,
-                  run_apply, write_text)
 from .drift import drift_json, drift_text, unchecked_fields
+from .engine import make_plan, read_live, reporting, sync_state
 from .errors import ConvaiSyncError
-from .export import CHARACTER_CHOICES, export_manifest
+from .export import CONSUMER_CHOICES
 from .manifest import load_manifest
+from .providers.registry import NAMES
 from .render.markdown import render_drift_markdown
 from .render.text import render_plan, use_color
 from .render.values import count
 from .saved_plan import load_saved_plan, read_live_for
 from .schema import schema_text
-from .state import SyncState, default_path
-
-FORMATS = click.Choice(["text", "json", "markdown"])
 
 
 # -- apply PLANFILE -------------------------------------------------------------
@@ -42,7 +40,8 @@ def apply_saved_plan(plan_file: str, auto_approve: bool, report_file: str | None
     if reasons:
         raise saved.stale_error(reasons)
     keys = saved.keys(os.environ, EMULATOR_SECRET if opts["emulator"] else None)
-    with open_account(_target_for(opts, saved.plan.dialect)) as client:
+    target_platform = platform_named(saved.plan.platform)
+    with open_account(target(opts, saved.plan.dialect), target_platform) as client:
         live = read_live_for(saved, client)
         reasons = saved.live_reasons(live)
         if reasons:
@@ -51,15 +50,13 @@ def apply_saved_plan(plan_file: str, auto_approve: bool, report_file: str | None
         if saved.account and saved.account != here:
             click.echo(f"Warning: the plan was made against {saved.account}; applying it to {here}, "
                        "whose live state matches the plan.", err=True)
-        builtins = loaded.manifest.builtins() if loaded else builtin_models() | saved.builtin_models
+        builtins = loaded.desired.builtins if loaded else target_platform.builtins() | saved.builtin_models
         saved.plan.verify_order(live, builtins)
-        state = opts["state_file"] or (default_path(saved.manifest_path) if saved.manifest_path else None)
-        versions = SyncState.load(None if opts["emulator"] or state is None else Path(state),
-                                    client.base_url)
-        if not run_apply(saved.plan, client, keys, versions, opts, auto_approve, report_file):
+        state = sync_state(saved.manifest_path, client, options(opts))
+        if not run_apply(saved.plan, client, keys, state, opts, auto_approve, report_file):
             return
         if loaded is not None:
-            _verify_converged(loaded, client, opts, versions)
+            verify_converged(loaded, client, opts, state)
         else:
             click.echo(f"The saved changes were applied. The manifest ({saved.manifest_path}) is not "
                        "here, so convergence was not checked: run plan -f MANIFEST to confirm.")
@@ -74,14 +71,14 @@ def apply_saved_plan(plan_file: str, auto_approve: bool, report_file: str | None
 def show_command(plan_file: str, fmt: str, **opts: Any) -> None:
     """Print a saved plan (from plan --out) without contacting the account."""
     saved = load_saved_plan(plan_file)
-    _emit_plan(saved.plan, fmt, source=saved.manifest_path, **markdown_settings(opts))
+    emit_plan(saved.plan, fmt, source=saved.manifest_path, **markdown_settings(opts))
 
 
 # -- drift ------------------------------------------------------------------------
 
 @click.command("drift")
-@_manifest_option
-@_account_options
+@manifest_option
+@account_options
 @click.option("--format", "fmt", type=FORMATS, default="text", show_default=True)
 @markdown_options
 def drift_command(manifest_path: str, fmt: str, **opts: Any) -> None:
@@ -89,10 +86,11 @@ def drift_command(manifest_path: str, fmt: str, **opts: Any) -> None:
     Exit 0 in sync, 2 drift, 1 error."""
     markdown = markdown_settings(opts)
     loaded = load_manifest(manifest_path)
-    with open_account(_target(opts, loaded)) as client:
-        live = _read_live(loaded, client)
-        result = _plan(loaded, client, brakes_off(opts), live=live)
-    unchecked = unchecked_fields(loaded, live)
+    with open_account(target(opts, loaded.desired.variant), loaded.platform) as client:
+        live = read_live(loaded, client)
+        result = make_plan(loaded, client, reporting(options(opts)), live=live)
+        caps = client.capabilities()
+    unchecked = unchecked_fields(loaded, live, caps)
     if fmt == "json":
         click.echo(json.dumps(drift_json(result, unchecked, manifest_path), indent=2))
     elif fmt == "markdown":
@@ -106,27 +104,31 @@ def drift_command(manifest_path: str, fmt: str, **opts: Any) -> None:
 # -- export -----------------------------------------------------------------------
 
 @click.command("export")
-@_account_options
+@account_options
 @click.option("-o", "--output", metavar="FILE", type=click.Path(dir_okay=False),
               help="Write the manifest here instead of stdout.")
 @click.option("--force", is_flag=True, help="Overwrite FILE if it exists.")
-@click.option("--characters", type=click.Choice(CHARACTER_CHOICES), default="all", show_default=True,
-              help="Which characters to list: all, or only those bound to a custom model.")
+@click.option("--characters", "consumers", type=click.Choice(CONSUMER_CHOICES), default="all",
+              show_default=True, help="Which characters (pipelines, assistants) to list: all, or "
+              "only those bound to a custom model.")
 @click.option("--api-dialect", type=click.Choice(["auto", "llm-models", "custom-llm"]), default="auto",
-              show_default=True, help="Which Custom LLM API to read.")
-def export_command(output: str | None, force: bool, characters: str, api_dialect: str,
-                   **opts: Any) -> None:
+              show_default=True, help="Convai: which Custom LLM API to read.")
+@click.option("--platform", "platform_name", type=click.Choice(NAMES), default="convai",
+              show_default=True, help="Which platform's account to adopt.")
+def export_command(output: str | None, force: bool, consumers: str, api_dialect: str,
+                   platform_name: str, **opts: Any) -> None:
     """Write a manifest from the live account (adoption): every custom model,
-    secrets as ${VAR} placeholders, characters with model and temperature."""
+    secrets as ${VAR} placeholders, consumers with their model (and temperature)."""
     if output and Path(output).exists() and not force:
         raise ConvaiSyncError(f"{output}: already exists; choose another file or pass --force")
-    with open_account(_target_for(opts, api_dialect)) as client:
-        live = client.read_state(api_dialect)
-        exported = export_manifest(live, account_label(opts, client), characters)
+    chosen = platform_named(platform_name)
+    with open_account(target(opts, api_dialect), chosen) as client:
+        live = client.read_state(api_dialect, None)
+        exported = chosen.export(live, account_label(opts, client), consumers)
     if output:
         write_text(output, exported.text)
         click.echo(f"Wrote {output}: {count(len(live.models), 'model')}, "
-                   f"{count(exported.characters, 'character')}.", err=True)
+                   f"{count(exported.consumers, chosen.consumer_noun)}.", err=True)
     else:
         click.echo(exported.text, nl=False)
     for reason in exported.skipped:

@@ -6,25 +6,34 @@ reader besides the plan: the fields that could not be compared at all.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from .dialects import DIALECTS
 from .manifest import LoadedManifest
 from .model import LiveState
 from .plan import Plan
-from .render.markdown import Unchecked
+from .providers.base import Capabilities
 
 FORMAT_VERSION = 1
 
 
-def unchecked_fields(loaded: LoadedManifest, live: LiveState) -> list[Unchecked]:
+@dataclass(frozen=True)
+class Unchecked:
+    """A field the API does not return, so it can never be compared."""
+
+    field: str
+    reason: str
+    models: tuple[str, ...]
+
+
+def unchecked_fields(loaded: LoadedManifest, live: LiveState, caps: Capabilities) -> list[Unchecked]:
     """Fields of the manifest's live models that the API never returns."""
-    models = tuple(m.model_group_name for m in loaded.manifest.models
-                   if m.model_group_name in live.models)
+    models = tuple(m.name for m in loaded.desired.models if m.name in live.models)
     if not models:
         return []
-    out = [Unchecked("api_key", "write-only, cannot be checked", models)]
-    for name in DIALECTS[live.dialect].unreadable:
+    out = [] if caps.key_readable else [
+        Unchecked(caps.secret_field, "write-only, cannot be checked", models)]
+    for name in caps.unreadable:
         out.append(Unchecked(name, f"not returned by the {live.dialect} dialect, cannot be checked",
                              models))
     return out

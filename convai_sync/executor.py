@@ -4,31 +4,43 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from enum import StrEnum
+from typing import Any, Callable, Mapping, Protocol, Sequence
 
 from .errors import ConvaiSyncError
-from .plan import Change, Phase, Plan
-from .providers.convai import ConvaiClient
+from .plan import Action, Change, Phase, Plan, Resource
+from .providers.base import Client
 from .secrets import Secret, scrub
 
-DONE, FAILED, NOT_ATTEMPTED = "done", "failed", "not attempted"
+Keys = Mapping[str, "Sequence[Secret] | Secret"]
+
+class Status(StrEnum):
+    DONE = "done"
+    FAILED = "failed"
+    NOT_ATTEMPTED = "not attempted"
+
+
+DONE, FAILED, NOT_ATTEMPTED = Status.DONE, Status.FAILED, Status.NOT_ATTEMPTED
 
 
 @dataclass
 class Outcome:
     change: Change
-    status: str = NOT_ATTEMPTED
+    status: Status = NOT_ATTEMPTED
     error: str | None = None
 
-    def to_json(self) -> dict[str, Any]:
-        return {"resource": self.change.resource, "id": self.change.id, "action": self.change.action,
-                "phase": self.change.phase.name.lower(), "status": self.status, "error": self.error}
+    def to_json(self, noun: str = "character") -> dict[str, Any]:
+        c = self.change
+        return {"resource": "model" if c.is_model else noun, "id": c.id, "action": c.action.value,
+                "phase": c.phase.name.lower(), "status": self.status, "error": self.error}
 
 
 @dataclass
 class ApplyReport:
     outcomes: list[Outcome] = field(default_factory=list)
     interrupted: bool = False  # Ctrl-C/SIGTERM: writes in flight finished, nothing else started
+    noun: str = "character"    # what the platform's consumers are called
+    notes: list[str] = field(default_factory=list)  # what the platform tidied after a success
 
     @property
     def ok(self) -> bool:
@@ -41,7 +53,7 @@ class ApplyReport:
         return {"ok": self.ok, "interrupted": self.interrupted,
                 "done": self.count(DONE), "failed": self.count(FAILED),
                 "not_attempted": self.count(NOT_ATTEMPTED),
-                "changes": [o.to_json() for o in self.outcomes]}
+                "changes": [o.to_json(self.noun) for o in self.outcomes]}
 
 
 class Progress(Protocol):
@@ -50,10 +62,10 @@ class Progress(Protocol):
     def done(self) -> None: ...
 
 
-def execute(plan: Plan, client: ConvaiClient, keys: dict[str, Secret], *,
+def execute(plan: Plan, client: Client, keys: Keys, *,
             parallelism: int = 8, progress: Progress | None = None) -> ApplyReport:
     """Apply every change; the report says what was done, failed, or not attempted."""
-    report = ApplyReport([Outcome(c) for c in plan.changes])
+    report = ApplyReport([Outcome(c) for c in plan.changes], noun=plan.noun)
     by_change = {id(o.change): o for o in report.outcomes}
     pool = ThreadPoolExecutor(max_workers=max(1, parallelism))
     try:
@@ -75,7 +87,7 @@ def execute(plan: Plan, client: ConvaiClient, keys: dict[str, Secret], *,
     return report
 
 
-def _run_one(change: Change, client: ConvaiClient, keys: dict[str, Secret], outcome: Outcome,
+def _run_one(change: Change, client: Client, keys: Keys, outcome: Outcome,
              progress: Progress | None) -> None:
     try:
         _OPERATIONS[(change.resource, change.action)](change, client, keys)
@@ -88,47 +100,20 @@ def _run_one(change: Change, client: ConvaiClient, keys: dict[str, Secret], outc
         progress.finished(outcome)
 
 
-def _sent(change: Change) -> dict[str, Any]:
-    """The fields a write sends: what differs, never the api_key placeholder."""
-    assert change.after is not None
-    return {k: change.after[k] for k in change.fields if k != "api_key"}
-
-
-def _key(change: Change, keys: dict[str, Secret]) -> Secret:
+def _keys(change: Change, keys: Keys) -> Sequence[Secret]:
+    """The model's key(s); checked before any half of a write is sent."""
     try:
-        return keys[change.id]
+        found = keys[change.id]
     except KeyError:
         raise ConvaiSyncError(f"model '{change.id}': its api_key variable is not set") from None
+    return (found,) if isinstance(found, Secret) else found
 
 
-def _register(change: Change, client: ConvaiClient, keys: dict[str, Secret]) -> None:
-    client.register_model(change.id, _sent(change), _key(change, keys))
-
-
-def _update(change: Change, client: ConvaiClient, keys: dict[str, Secret]) -> None:
-    key = _key(change, keys) if "api_key" in change.fields else None
-    client.update_model(change.id, _sent(change), key)
-
-
-def _replace(change: Change, client: ConvaiClient, keys: dict[str, Secret]) -> None:
-    key = _key(change, keys)  # check before the deregistration, not between the two halves
-    client.deregister_model(change.id)
-    assert change.after is not None
-    client.register_model(change.id, {k: v for k, v in change.after.items() if k != "api_key"}, key)
-
-
-def _deregister(change: Change, client: ConvaiClient, keys: dict[str, Secret]) -> None:
-    client.deregister_model(change.id)
-
-
-def _character(change: Change, client: ConvaiClient, keys: dict[str, Secret]) -> None:
-    client.update_character(change.id, _sent(change))
-
-
-_OPERATIONS: dict[tuple[str, str], Callable[[Change, ConvaiClient, dict[str, Secret]], None]] = {
-    ("model", "register"): _register,
-    ("model", "update"): _update,
-    ("model", "replace"): _replace,
-    ("model", "deregister"): _deregister,
-    ("character", "update"): _character,
+_OPERATIONS: dict[tuple[Resource, Action], Callable[[Change, Client, Keys], None]] = {
+    (Resource.MODEL, Action.REGISTER): lambda c, client, keys: client.register(c, _keys(c, keys)),
+    (Resource.MODEL, Action.UPDATE): lambda c, client, keys: client.update(
+        c, _keys(c, keys) if c.sends_key else None),
+    (Resource.MODEL, Action.REPLACE): lambda c, client, keys: client.replace(c, _keys(c, keys)),
+    (Resource.MODEL, Action.DEREGISTER): lambda c, client, keys: client.deregister(c),
+    (Resource.CONSUMER, Action.UPDATE): lambda c, client, keys: client.bind(c),
 }

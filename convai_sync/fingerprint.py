@@ -12,9 +12,9 @@ import hashlib
 import json
 from typing import Any
 
-from .dialects import DIALECTS
 from .manifest import LoadedManifest
 from .model import LiveState
+from .providers.base import Capabilities
 
 
 def digest(value: Any) -> str:
@@ -23,31 +23,33 @@ def digest(value: Any) -> str:
     return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def live_fingerprint(live: LiveState) -> dict[str, dict[str, str]]:
-    """{"models": {group: hash}, "characters": {char_id: hash}}, sorted by id."""
-    readable = DIALECTS[live.dialect].readable
-    models = {group: digest(m.known(readable)) for group, m in sorted(live.models.items())}
-    characters = {cid: digest({"model_group_name": c.model_group_name, "temperature": c.temperature})
-                  for cid, c in sorted(live.characters.items())}
-    return {"models": models, "characters": characters}
+def live_fingerprint(live: LiveState, caps: Capabilities) -> dict[str, dict[str, str]]:
+    """{"models": {name: hash}, "characters": {id: hash}}, sorted by id (the
+    consumers are under "characters" on every platform: the key is format 1's)."""
+    models = {name: digest(m.known(caps.readable)) for name, m in sorted(live.models.items())}
+    consumers = {cid: digest({caps.model_ref: c.model, **c.fields})
+                 for cid, c in sorted(live.consumers.items())}
+    return {"models": models, "characters": consumers}
 
 
 def manifest_fingerprint(loaded: LoadedManifest) -> str:
     """The manifest's meaning, not its text: comments and layout do not count."""
-    return digest(loaded.manifest.model_dump(mode="json"))
+    meaning = loaded.manifest.model_dump(mode="json")
+    if meaning.get("platform") == "convai":
+        del meaning["platform"]  # the default: a manifest saved before platforms hashes the same
+    return digest(meaning)
 
 
 def live_differences(saved: dict[str, dict[str, str]], live: LiveState,
-                     names: dict[str, str] | None = None) -> list[str]:
+                     caps: Capabilities) -> list[str]:
     """Every object whose fingerprint differs, as 'model X changed since the plan'."""
-    now = live_fingerprint(live)
-    names = names or {}
+    now = live_fingerprint(live, caps)
+    names = {cid: c.name for cid, c in live.consumers.items() if c.name}
     out: list[str] = []
-    for kind in ("models", "characters"):
+    for kind, noun in (("models", "model"), ("characters", caps.consumer_noun)):
         before, after = saved.get(kind, {}), now[kind]
-        noun = kind[:-1]
         for oid in sorted(set(before) | set(after)):
-            label = _label(noun, oid, names.get(oid) if noun == "character" else None)
+            label = _label(noun, oid, names.get(oid) if kind == "characters" else None)
             if oid not in after:
                 out.append(f"{label} was removed since the plan")
             elif oid not in before:

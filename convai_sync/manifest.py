@@ -7,131 +7,105 @@ import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Iterable, Literal, Mapping
+from typing import TYPE_CHECKING, Annotated, Any, Iterable, Mapping, Sequence
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+if TYPE_CHECKING:
+    from .providers.base import Platform
 
 from . import yamlpos
-from .builtins import builtin_models
 from .errors import ConvaiSyncError, ManifestError
+from .providers.base import Desired
 from .perf import gc_paused
 from .secrets import ENV_REF, Secret
 
 MAX_BYTES = 10 * 1024 * 1024
-DEFAULT_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_MAX_DEREGISTER = 3
 
 
-class _Strict(BaseModel):
+class Strict(BaseModel):
+    """Every manifest object: unknown keys are errors, values are not coerced."""
+
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
 Name = Annotated[str, Field(min_length=1, max_length=200)]
+PLATFORMS = ("convai", "langbot", "vapi")
 
 
-class Settings(_Strict):
-    prune: bool = Field(False, description="Deregister live custom models that are not in the "
-                        "manifest (after moving their characters to fallback_model).")
-    fallback_model: Name | None = Field(None, description="A built-in code or a manifest model: "
-                                        "where unmanaged characters of a deregistered model go, and "
-                                        "where characters wait while their model is replaced.")
-    api_dialect: Literal["auto", "llm-models", "custom-llm"] = Field(
-        "auto", description="Which Custom LLM API to use; auto probes llm-models, then custom-llm.")
-    builtin_models: list[Name] = Field(default_factory=list, description="Extra built-in model "
-                                       "codes Convai added after this release.")
+class CommonSettings(Strict):
+    """Settings every platform shares."""
+
+    prune: bool = Field(False, description="Delete live models that are not in the manifest "
+                        "(after moving what uses them to fallback_model).")
+    fallback_model: Name | None = Field(None, description="Where consumers that are not in the "
+                                        "manifest go when their model is deleted (and, on Convai, "
+                                        "where characters wait while their model is replaced).")
     max_deregister: Annotated[int, Field(ge=0)] = Field(
-        DEFAULT_MAX_DEREGISTER, description="Refuse plans that deregister or replace more models "
+        DEFAULT_MAX_DEREGISTER, description="Refuse plans that delete or replace more models "
         "than this (override with --allow-deregister).")
 
 
-class ModelSpec(_Strict):
-    model_group_name: Name = Field(description="The model's identity; unique, not a built-in "
-                                   "code, and it cannot be renamed (a new name is a new model).")
-    model_name: Name = Field(description="The model name your OpenAI-compatible endpoint serves.")
-    base_url: Name = Field(DEFAULT_BASE_URL, description="The endpoint's OpenAI-compatible base URL.",
-                           json_schema_extra={"pattern": r"^https?://\S+$"})
-    api_key: str = Field(description="Only a ${ENV_VAR} reference; the key is read from that "
-                         "environment variable at apply time.",
-                         json_schema_extra={"pattern": ENV_REF.pattern})
-    api_key_version: Annotated[int, Field(ge=0)] | None = Field(
-        None, description="Bump it to send a rotated key (the API never returns keys).")
-    display_name: Name | None = Field(None, description="Shown in Convai; unique per account.")
-    is_uncensored: bool = Field(False, description="As in the Convai API.")
-    protect: bool = Field(False, description="true: refuse any plan that would replace this model.")
-
-    @field_validator("base_url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in value):
-            raise ValueError("not an http(s) URL")
-        return value
-
-    @field_validator("api_key")
-    @classmethod
-    def _reference_only(cls, value: str) -> str:
-        match = ENV_REF.match(value)
-        if not match:
-            raise ValueError("plaintext api_key")
-        if match.group(1) == "CONVAI_API_KEY":
-            raise ValueError("account key as api_key")
-        return value
-
-    @property
-    def api_key_var(self) -> str:
-        return ENV_REF.match(self.api_key).group(1)  # type: ignore[union-attr]
+def http_url(value: str) -> str:
+    """A field validator: an http(s) URL without spaces."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in value):
+        raise ValueError("not an http(s) URL")
+    return value
 
 
-class CharacterSpec(_Strict):
-    char_id: Name = Field(description="The Convai character ID (charID).")
-    model_group_name: Name = Field(description="A model from models, or a built-in model code.")
-    temperature: Annotated[float, Field(ge=0.0, le=1.0)] | None = Field(
-        None, description="0..1; absent means leave the character's temperature as it is.")
+def env_reference(value: str, account_var: str) -> str:
+    """A field validator: a secret only as ${VAR}, and never the account's own key."""
+    match = ENV_REF.match(value)
+    if not match:
+        raise ValueError("plaintext api_key")
+    if match.group(1) == account_var:
+        raise ValueError(f"account key as api_key: {account_var}")
+    return value
 
 
-class Manifest(_Strict):
-    version: Literal[1] = Field(description="The manifest format version; must be 1.")
-    settings: Settings = Field(default_factory=Settings, description="All optional.")
-    models: list[ModelSpec] = Field(default_factory=list, description="The account's custom LLMs.")
-    characters: list[CharacterSpec] = Field(default_factory=list, description="Which model (and "
-                                            "temperature) each listed character uses.")
-
-    def builtins(self) -> frozenset[str]:
-        return builtin_models() | frozenset(self.settings.builtin_models)
+def env_var(reference: str) -> str:
+    return ENV_REF.match(reference).group(1)  # type: ignore[union-attr]
 
 
 @dataclass
 class LoadedManifest:
     """A valid manifest plus where it came from (for later error messages)."""
 
-    manifest: Manifest
+    manifest: Any                      # the platform's pydantic manifest
     path: str
     located: yamlpos.Located
+    platform: "Platform"
 
     def where(self, *path: str | int) -> str:
         return f"{self.path}:{self.located.line(path)}"
 
-    def model_line(self, group: str) -> str:
-        i = self._index[0].get(group)
-        return self.path if i is None else self.where("models", i)
+    def item_line(self, section: str, key: str, value: str) -> str:
+        """FILE:LINE of the first entry of `section` whose `key` is `value`."""
+        i = self._index(section, key).get(value)
+        return self.path if i is None else self.where(section, i)
 
-    def character_line(self, char_id: str) -> str:
-        i = self._index[1].get(char_id)
-        return self.path if i is None else self.where("characters", i)
+    def model_line(self, group: str) -> str:
+        return self.item_line("models", self.platform.model_key, group)
+
+    def _index(self, section: str, key: str) -> dict[str, int]:
+        """Position of each entry (the first, if listed twice), so a plan refusing
+        10,000 unknown consumers does not rescan the list per line."""
+        cache = self.__dict__.setdefault("_indexes", {})
+        if (section, key) not in cache:
+            index: dict[str, int] = {}
+            for i, item in enumerate(getattr(self.manifest, section)):
+                index.setdefault(getattr(item, key), i)
+            cache[section, key] = index
+        return cache[section, key]
 
     @functools.cached_property
-    def _index(self) -> tuple[dict[str, int], dict[str, int]]:
-        """Position of each model and character (the first, if listed twice), so
-        a plan refusing 10,000 unknown characters does not rescan the list per line."""
-        models: dict[str, int] = {}
-        chars: dict[str, int] = {}
-        for i, m in enumerate(self.manifest.models):
-            models.setdefault(m.model_group_name, i)
-        for i, c in enumerate(self.manifest.characters):
-            chars.setdefault(c.char_id, i)
-        return models, chars
+    def desired(self) -> Desired:
+        """The manifest in the engine's terms."""
+        return self.platform.desired(self)
 
 
 def load_manifest(path: str | os.PathLike[str]) -> LoadedManifest:
@@ -160,12 +134,13 @@ def parse_manifest(text: str, name: str = "<manifest>") -> LoadedManifest:
         kind = {str: "string", list: "list"}.get(type(located.data), type(located.data).__name__)
         raise ManifestError([f"{name}:1: the top level must be a mapping with 'version', "
                              f"'settings', 'models' and 'characters', not a {kind}"])
+    target = _platform_of(name, located)
     try:
-        manifest = Manifest.model_validate(located.data)
+        manifest = target.manifest_model.model_validate(located.data)
     except ValidationError as e:
-        raise ManifestError(_pydantic_problems(name, located, e)) from None
-    loaded = LoadedManifest(manifest, name, located)
-    problems = _cross_check(loaded)
+        raise ManifestError(_pydantic_problems(name, located, e, target)) from None
+    loaded = LoadedManifest(manifest, name, located, target)
+    problems = target.cross_check(loaded)
     if problems:
         raise ManifestError(problems)
     return loaded
@@ -192,6 +167,18 @@ def _read_text(path: Path, name: str) -> str:
                              "save the file as UTF-8"]) from None
 
 
+def _platform_of(name: str, located: yamlpos.Located) -> "Platform":
+    """The platform the manifest names (`platform:`; a manifest without one is Convai's)."""
+    from .providers.registry import platform
+
+    value = located.data.get("platform", "convai")
+    if value not in PLATFORMS:
+        line = located.line(("platform",))
+        raise ManifestError([f"{name}:{line}: platform must be one of {', '.join(PLATFORMS)}, "
+                             f"not {value!r}"])
+    return platform(value)
+
+
 def _yaml_problem(name: str, e: yaml.YAMLError) -> str:
     mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
     line = mark.line + 1 if mark else 1
@@ -208,36 +195,30 @@ def _dotted(loc: tuple[Any, ...]) -> str:
     return out or "top level"
 
 
-_FIELDS: dict[tuple[str, ...], type[BaseModel]] = {
-    (): Manifest, ("settings",): Settings, ("models",): ModelSpec, ("characters",): CharacterSpec,
-}
-_ALL_FIELDS = {f for m in (Manifest, Settings, ModelSpec, CharacterSpec) for f in m.model_fields}
 _TYPE_WORDS = {"string": "a string", "bool": "true or false", "int": "a whole number",
                "float": "a number", "list": "a list", "dict": "a mapping", "model": "a mapping"}
 
 
-def _model_for(loc: tuple[Any, ...]) -> type[BaseModel] | None:
-    return _FIELDS.get(tuple(p for p in loc if isinstance(p, str)))
-
-
-def _pydantic_problems(name: str, located: yamlpos.Located, err: ValidationError) -> list[str]:
+def _pydantic_problems(name: str, located: yamlpos.Located, err: ValidationError,
+                       target: "Platform") -> list[str]:
     problems: set[tuple[int, str]] = set()
+    known_fields = {f for m in target.sections.values() for f in m.model_fields}
     for e in err.errors():
         # drop pydantic's union/validator labels, keep only the data path
         raw = e["loc"]
         extra = e["type"] == "extra_forbidden"
-        loc = tuple(p for i, p in enumerate(raw) if isinstance(p, int) or p in _ALL_FIELDS
+        loc = tuple(p for i, p in enumerate(raw) if isinstance(p, int) or p in known_fields
                     or (extra and i == len(raw) - 1))
         line = located.line(loc, key=extra)
-        problems.add((line, f"{name}:{line}: {_describe(e, loc)}"))
+        problems.add((line, f"{name}:{line}: {_describe(e, loc, target)}"))
     return [text for _, text in sorted(problems)]
 
 
-def _describe(e: Mapping[str, Any], loc: tuple[Any, ...]) -> str:
+def _describe(e: Mapping[str, Any], loc: tuple[Any, ...], target: "Platform") -> str:
     kind, where, value = e["type"], _dotted(loc), e.get("input")
     field = loc[-1] if loc else ""
     if kind == "extra_forbidden":
-        parent = _model_for(loc[:-1])
+        parent = target.sections.get(tuple(p for p in loc[:-1] if isinstance(p, str)))
         known = list(parent.model_fields) if parent else []
         close = difflib.get_close_matches(str(field), known, n=1)
         hint = f"; did you mean '{close[0]}'?" if close else f"; known keys: {', '.join(known)}"
@@ -248,18 +229,21 @@ def _describe(e: Mapping[str, Any], loc: tuple[Any, ...]) -> str:
         return f"version must be 1, not {value!r}; this release reads manifest version 1"
     if kind == "literal_error":
         return f"{where} must be one of {e['ctx']['expected']}, not {value!r}"
-    if kind == "value_error" and field == "base_url":
+    if kind == "value_error" and "not an http(s) URL" in e["msg"]:
         return f"{where} must be an http(s) URL such as https://api.openai.com/v1, not {value!r}"
-    if kind == "value_error" and field == "api_key" and "account key" in e["msg"]:
-        return (f"{where} is ${{CONVAI_API_KEY}}, your Convai account key: it would be sent "
-                "to this model's base_url. Use the model provider's own key, in its own variable")
-    if kind == "value_error" and field == "api_key":
+    if kind == "value_error" and "account key" in e["msg"]:
+        return (f"{where} is ${{{target.env_key}}}, your {target.title} account key: it would be "
+                f"sent to this model's {target.url_field}. Use the model provider's own key, in its own variable")
+    if kind == "value_error" and "plaintext" in e["msg"]:
         return (f"{where} is a plaintext secret; write it as ${{ENV_VAR}} (for example "
                 f"${{MY_MODEL_KEY}}) and put the key in that environment variable")
     if kind in ("greater_than_equal", "less_than_equal") and field == "temperature":
-        return f"{where} must be between 0 and 1, got {value}"
+        low, high = target.temperature_range
+        return f"{where} must be between {low:g} and {high:g}, got {value}"
     if kind == "greater_than_equal":
         return f"{where} must be at least {e['ctx']['ge']}, got {value}"
+    if kind == "less_than_equal":
+        return f"{where} must be at most {e['ctx']['le']}, got {value}"
     if kind in ("string_too_short",):
         return f"{where} must not be empty"
     if kind in ("string_too_long",):
@@ -279,57 +263,22 @@ def _show(value: Any) -> str:
     return f"{text} ({kinds.get(type(value), type(value).__name__)})".strip() if text else kinds.get(type(value), "?")
 
 
-def _cross_check(loaded: LoadedManifest) -> list[str]:
-    """Checks that span several objects: uniqueness and references."""
-    m, where = loaded.manifest, loaded.where
-    problems: list[str] = []
-    builtins = m.builtins()
-    seen: dict[Any, int] = {}
-    display: dict[str, int] = {}
-    for i, model in enumerate(m.models):
-        group = model.model_group_name
-        if group in seen:
-            problems.append(f"{where('models', i, 'model_group_name')}: duplicate model_group_name "
-                            f"'{group}' (also models[{seen[group]}]); each model must be listed once")
-        seen.setdefault(group, i)
-        if group in builtins:
-            problems.append(f"{where('models', i, 'model_group_name')}: model_group_name '{group}' "
-                            "is a built-in model code; choose another name for your custom model")
-        if model.display_name is not None:
-            if model.display_name in display:
-                problems.append(f"{where('models', i, 'display_name')}: display_name "
-                                f"'{model.display_name}' is also used by models[{display[model.display_name]}]; "
-                                "Convai requires display names to be unique per account")
-            display.setdefault(model.display_name, i)
-    known = set(seen) | builtins
-    chars: dict[str, int] = {}
-    for i, char in enumerate(m.characters):
-        if char.char_id in chars:
-            problems.append(f"{where('characters', i, 'char_id')}: duplicate char_id '{char.char_id}' "
-                            f"(also characters[{chars[char.char_id]}]); list each character once")
-        chars.setdefault(char.char_id, i)
-        if char.model_group_name not in known:
-            problems.append(f"{where('characters', i, 'model_group_name')}: "
-                            f"{_unknown_model(char.model_group_name, known)}")
-    fb = m.settings.fallback_model
-    if fb is not None and fb not in known:
-        problems.append(f"{where('settings', 'fallback_model')}: fallback_{_unknown_model(fb, known)}")
-    return problems
-
-
-def _unknown_model(name: str, known: set[str] | frozenset[str]) -> str:
+def unknown_model(name: str, known: set[str] | frozenset[str], builtins: bool = True) -> str:
     close = difflib.get_close_matches(name, sorted(known), n=1)
     hint = f"did you mean '{close[0]}'? " if close else ""
+    if not builtins:
+        return f"model '{name}' is not in this manifest's models; {hint}add it under models"
     return (f"model '{name}' is neither in this manifest's models nor a built-in model code; "
             f"{hint}add it under models, or add the code to settings.builtin_models")
 
 
 @dataclass
 class ResolvedSecrets:
-    """api_key values per model_group_name, and the variables that were unset."""
+    """Key values per model (in the order the manifest lists them), and the
+    variables that were unset."""
 
-    keys: dict[str, Secret]
-    missing: list[tuple[str, str, str]]  # (VAR, model_group_name, file:line)
+    keys: dict[str, tuple[Secret, ...]]
+    missing: list[tuple[str, str, str]]  # (VAR, model, file:line)
 
     def missing_message(self) -> str:
         lines = [f"{where}: environment variable {var} is not set (api_key of model '{group}')"
@@ -345,23 +294,28 @@ class ResolvedSecrets:
 def resolve_secrets(loaded: LoadedManifest, environ: Mapping[str, str] | None = None,
                     placeholder: str | None = None) -> ResolvedSecrets:
     """Look up every `${VAR}` of the manifest."""
-    return resolve_keys(((m.model_group_name, m.api_key_var, loaded.where("models", i, "api_key"))
-                         for i, m in enumerate(loaded.manifest.models)), environ, placeholder)
+    return resolve_keys(((m.name, m.secret_vars, m.where) for m in loaded.desired.models),
+                        environ, placeholder)
 
 
-def resolve_keys(wanted: Iterable[tuple[str, str, str]], environ: Mapping[str, str] | None = None,
+def resolve_keys(wanted: Iterable[tuple[str, Sequence[str], str]],
+                 environ: Mapping[str, str] | None = None,
                  placeholder: str | None = None) -> ResolvedSecrets:
-    """Look up (model_group_name, VAR, where) in the environment. With `placeholder`,
-    unset variables get that value (only against the emulator, which has no real keys)."""
+    """Look up (model, VARs, where) in the environment. With `placeholder`, unset
+    variables get that value (only against the emulator, which has no real keys)."""
     env = os.environ if environ is None else environ
-    keys: dict[str, Secret] = {}
+    keys: dict[str, tuple[Secret, ...]] = {}
     missing = []
-    for group, var, where in wanted:
-        value = env.get(var)
-        if not value:
-            if placeholder is None:
-                missing.append((var, group, where))
-                continue
-            value = f"{placeholder}-{var}"
-        keys[group] = Secret(value, "${" + var + "}")
+    for group, variables, where in wanted:
+        found = []
+        for var in variables:
+            value = env.get(var)
+            if not value:
+                if placeholder is None:
+                    missing.append((var, group, where))
+                    continue
+                value = f"{placeholder}-{var}"
+            found.append(Secret(value, "${" + var + "}"))
+        if len(found) == len(variables):
+            keys[group] = tuple(found)
     return ResolvedSecrets(keys, missing)

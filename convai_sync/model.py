@@ -1,46 +1,46 @@
-"""The normalized resources both sides are diffed in. `None` means unknown:
-the API does not return that field, so it can never be a difference."""
+"""The normalized resources both sides are diffed in, for every platform.
+
+A *model* is something the platform registers (a Convai custom LLM, a LangBot
+LLM model, a Vapi credential); a *consumer* is what talks through one (a Convai
+character, a LangBot pipeline, a Vapi assistant). Plans name models by their
+manifest name: server-assigned ids stay inside the adapter. A field that is
+absent or `None` is unknown (the API does not return it), never a difference.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-
-MODEL_FIELDS = ("model_name", "base_url", "display_name", "is_uncensored")
+from typing import Any
 
 
 @dataclass(frozen=True)
 class ModelState:
-    model_group_name: str
-    model_name: str | None = None
-    base_url: str | None = None
-    display_name: str | None = None
-    is_uncensored: bool | None = None
+    name: str
+    fields: dict[str, Any] = field(default_factory=dict)
 
-    def fields(self) -> dict[str, object]:
-        return {f: getattr(self, f) for f in MODEL_FIELDS}
-
-    def known(self, readable: frozenset[str]) -> dict[str, object]:
-        """The fields the API returned: readable in the dialect, and present."""
-        return {k: v for k, v in self.fields().items() if k in readable and v is not None}
+    def known(self, readable: frozenset[str]) -> dict[str, Any]:
+        """The fields the API returned: readable on the platform, and present."""
+        return {k: v for k, v in self.fields.items() if k in readable and v is not None}
 
 
 @dataclass(frozen=True)
-class CharacterState:
-    char_id: str
-    model_group_name: str | None
-    temperature: float | None
-    name: str | None = None
+class ConsumerState:
+    id: str
+    model: str | None                  # the model it uses, by manifest name (or a built-in)
+    fields: dict[str, Any] = field(default_factory=dict)  # the rest of its binding
+    name: str | None = None            # a display name, for messages only
 
     @property
     def label(self) -> str:
         """How messages name it: 'Name' (id), or 'id'."""
-        return f"'{self.name}' ({self.char_id})" if self.name else f"'{self.char_id}'"
+        return f"'{self.name}' ({self.id})" if self.name else f"'{self.id}'"
 
 
 @dataclass
 class LiveState:
     """What one read of the account found."""
 
-    dialect: str
+    dialect: str                       # the API variant (Convai: llm-models | custom-llm)
     models: dict[str, ModelState] = field(default_factory=dict)
-    characters: dict[str, CharacterState] = field(default_factory=dict)
+    consumers: dict[str, ConsumerState] = field(default_factory=dict)
     requests: int = 0
+    platform: str = "convai"

@@ -3,92 +3,136 @@ the executor, and checks its own safety before anyone acts on it."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from enum import IntEnum
-from typing import Any, Iterator
+from enum import IntEnum, StrEnum
+from typing import TYPE_CHECKING, Any, Iterator
 
 from .errors import PlanError
 from .model import LiveState
 
+if TYPE_CHECKING:
+    from .providers.base import Capabilities
+
 FORMAT_VERSION = 1
 
-# Reasons the planner gives that later steps act on (the state file, the apply
-# report); written and tested in one place, see Change.parks and friends.
-PARKED = "parked while"                  # onto the fallback while its model is replaced
-UNMANAGED = "unmanaged;"                 # a character that is not in the manifest
-UNPARKED = "unmanaged; parked earlier"   # back from where an earlier run parked it
+
+class Resource(StrEnum):
+    MODEL = "model"
+    CONSUMER = "consumer"   # a character, pipeline or assistant: JSON names it by its noun
+
+
+class Action(StrEnum):
+    REGISTER = "register"
+    UPDATE = "update"
+    REPLACE = "replace"
+    DEREGISTER = "deregister"
+
+
+class Purpose(StrEnum):
+    """Why a consumer change exists, where later steps act on it (the state file,
+    the apply report); the planner sets it, nobody parses reason text."""
+
+    DECLARED = "declared"    # the manifest says so
+    PARKED = "parked"        # onto the fallback while its model is replaced
+    UNMANAGED = "unmanaged"  # not in the manifest; its model goes away
+    UNPARKED = "unparked"    # not in the manifest; back from where an earlier run parked it
+
+
+# Reason prefixes of plans saved before `purpose` was written (read-only compatibility).
+_LEGACY_PURPOSE = (("unmanaged; parked earlier", Purpose.UNPARKED), ("unmanaged;", Purpose.UNMANAGED),
+                   ("parked while", Purpose.PARKED))
 
 
 class Phase(IntEnum):
-    """The dependency order, defined once: a character is moved before the model
+    """The dependency order, defined once: a consumer is moved before the model
     it leaves goes away, and only onto a model that already exists."""
 
     REGISTER = 1    # new models exist before anyone is bound to them
     UPDATE = 2      # in-place model edits
-    REBIND = 3      # declared bindings; characters leaving doomed/replaced models
-    REPLACE = 4     # deregister + register of models whose model_name changed
-    RESTORE = 5     # characters back onto replaced models
+    REBIND = 3      # declared bindings; consumers leaving doomed/replaced models
+    REPLACE = 4     # deregister + register of models whose unchangeable field changed
+    RESTORE = 5     # consumers back onto replaced models
     DEREGISTER = 6  # models nobody points at any more
 
-    @property
-    def title(self) -> str:
-        return _TITLES[self]
+    def title(self, noun: str = "character") -> str:
+        return _TITLES[self].format(nouns=noun + "s")
 
 
 _TITLES = {
     Phase.REGISTER: "register new models",
     Phase.UPDATE: "update models in place",
-    Phase.REBIND: "rebind characters",
+    Phase.REBIND: "rebind {nouns}",
     Phase.REPLACE: "replace models (deregister, then register)",
-    Phase.RESTORE: "move characters onto replaced models",
+    Phase.RESTORE: "move {nouns} onto replaced models",
     Phase.DEREGISTER: "deregister models",
 }
 
 
 @dataclass(frozen=True)
 class Change:
-    resource: str                  # "model" | "character"
-    id: str                        # model_group_name or char_id
-    action: str                    # register | update | replace | deregister
+    resource: Resource
+    id: str                        # the model's manifest name, or the consumer's id
+    action: Action
     phase: Phase
     before: dict[str, Any] | None  # live values (known fields only)
     after: dict[str, Any] | None   # desired values
     fields: tuple[str, ...] = ()   # what differs (what an update sends)
     reason: str = ""               # why, when it is not just "the manifest says so"
-    name: str | None = None        # a character's display name
+    name: str | None = None        # a consumer's display name
     forces_replace: tuple[str, ...] = ()
+    purpose: Purpose = Purpose.DECLARED
+    sends_key: bool = False        # applying it sends the model's key (write-only: only when needed)
+
+    def __post_init__(self) -> None:
+        # accept the JSON words too ("model", "character", "register", ...)
+        if not isinstance(self.resource, Resource):
+            resource = Resource.MODEL if self.resource == "model" else Resource.CONSUMER
+            object.__setattr__(self, "resource", resource)
+        object.__setattr__(self, "action", Action(self.action))
 
     @property
-    def sends_key(self) -> bool:
-        """Does applying it send the model's api_key (write-only, so only when needed)?"""
-        return self.resource == "model" and (
-            self.action in ("register", "replace") or "api_key" in self.fields)
+    def is_model(self) -> bool:
+        return self.resource is Resource.MODEL
 
     @property
     def parks(self) -> bool:
-        return self.reason.startswith(PARKED)
+        return self.purpose is Purpose.PARKED
 
     @property
     def unmanaged(self) -> bool:
-        return self.reason.startswith(UNMANAGED)
+        return self.purpose in (Purpose.UNMANAGED, Purpose.UNPARKED)
 
     @property
     def unparks(self) -> bool:
-        return self.reason.startswith(UNPARKED)
+        return self.purpose is Purpose.UNPARKED
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, noun: str = "character") -> dict[str, Any]:
         out = asdict(self)
+        out["resource"] = "model" if self.is_model else noun
+        out["action"] = self.action.value
         out["phase"] = self.phase.name.lower()
         out["fields"] = list(self.fields)
         out["forces_replace"] = list(self.forces_replace)
+        out["purpose"] = self.purpose.value
         return out
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "Change":
+    def from_json(cls, data: dict[str, Any], secret_field: str = "api_key") -> "Change":
         data = dict(data)
+        data["resource"] = Resource.MODEL if data["resource"] == "model" else Resource.CONSUMER
+        data["action"] = Action(data["action"])
         data["phase"] = Phase[data["phase"].upper()]
         data["fields"] = tuple(data.get("fields", ()))
         data["forces_replace"] = tuple(data.get("forces_replace", ()))
+        data["purpose"] = Purpose(data["purpose"]) if "purpose" in data else _legacy_purpose(data)
+        if "sends_key" not in data:  # plans saved before the flag: the rule they were made with
+            data["sends_key"] = data["resource"] is Resource.MODEL and (
+                data["action"] in (Action.REGISTER, Action.REPLACE) or secret_field in data["fields"])
         return cls(**data)
+
+
+def _legacy_purpose(data: dict[str, Any]) -> Purpose:
+    reason = str(data.get("reason", ""))
+    return next((p for prefix, p in _LEGACY_PURPOSE if reason.startswith(prefix)), Purpose.DECLARED)
 
 
 @dataclass
@@ -97,6 +141,9 @@ class Plan:
     changes: list[Change] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
+    platform: str = "convai"
+    noun: str = "character"        # what the platform's consumers are called
+    model_ref: str = "model_group_name"
 
     def __post_init__(self) -> None:
         self.changes.sort(key=lambda c: c.phase)  # stable: keeps the planner's order inside a phase
@@ -111,14 +158,20 @@ class Plan:
             if group:
                 yield phase, group
 
+    def phase_title(self, phase: Phase) -> str:
+        return phase.title(self.noun)
+
+    def nouns(self, n: int) -> str:
+        return self.noun if n == 1 else self.noun + "s"
+
     def summary(self) -> dict[str, int]:
-        count = lambda action: sum(1 for c in self.changes if c.resource == "model" and c.action == action)
+        count = lambda action: sum(1 for c in self.changes if c.is_model and c.action is action)
         return {
-            "register": count("register"),
-            "update": count("update"),
-            "replace": count("replace"),
-            "deregister": count("deregister"),
-            "characters": len({c.id for c in self.changes if c.resource == "character"}),
+            "register": count(Action.REGISTER),
+            "update": count(Action.UPDATE),
+            "replace": count(Action.REPLACE),
+            "deregister": count(Action.DEREGISTER),
+            "characters": len({c.id for c in self.changes if not c.is_model}),
             "changes": len(self.changes),
         }
 
@@ -130,44 +183,55 @@ class Plan:
         if s["replace"]:
             parts.append(f"{s['replace']} to replace")
         parts.append(f"{s['deregister']} to deregister")
-        noun = "character" if s["characters"] == 1 else "characters"
-        parts.append(f"{s['characters']} {noun} to rebind")
+        parts.append(f"{s['characters']} {self.nouns(s['characters'])} to rebind")
         return "Plan: " + ", ".join(parts) + "."
 
     def verify_order(self, live: LiveState, builtins: frozenset[str]) -> None:
-        """Replay the plan phase by phase and prove no character ever points at a
+        """Replay the plan phase by phase and prove no consumer ever points at a
         missing model, whatever order the writes inside a phase finish in."""
         models = set(live.models)
-        bound = {cid: c.model_group_name for cid, c in live.characters.items()}
+        bound = {cid: c.model for cid, c in live.consumers.items()}
         broken = {cid for cid, m in bound.items() if m not in models and m not in builtins}
         for phase, group in self.phases():
-            gone = {c.id for c in group if c.resource == "model" and c.action in ("deregister", "replace")}
+            gone = {c.id for c in group if c.is_model and c.action in (Action.DEREGISTER, Action.REPLACE)}
             stable = (models - gone) | builtins  # what exists throughout the phase
-            moves = {c.id: c.after["model_group_name"] for c in group
-                     if c.resource == "character" and "model_group_name" in c.fields}
+            moves = {c.id: c.after[self.model_ref] for c in group
+                     if not c.is_model and self.model_ref in c.fields}
             for cid, current in bound.items():
                 for model in (current, moves.get(cid, current)):
                     if model not in stable and not (cid in broken and model == current):
                         raise PlanError(
-                            f"internal error: the plan would leave character {cid} on missing "
-                            f"model '{model}' during phase '{phase.title}'; nothing was written. "
-                            "Please report this with the plan JSON.")
+                            f"internal error: the plan would leave {self.noun} {cid} on missing "
+                            f"model '{model}' during phase '{self.phase_title(phase)}'; nothing was "
+                            "written. Please report this with the plan JSON.")
             bound.update(moves)
             broken -= set(moves)
-            models |= {c.id for c in group if c.action == "register"}
-            models -= {c.id for c in group if c.action == "deregister"}
+            models |= {c.id for c in group if c.action is Action.REGISTER}
+            models -= {c.id for c in group if c.action is Action.DEREGISTER}
 
     def to_json(self) -> dict[str, Any]:
         return {
             "format_version": FORMAT_VERSION,
+            "platform": self.platform,
             "dialect": self.dialect,
             "summary": self.summary(),
-            "changes": [c.to_json() for c in self.changes],
+            "changes": [c.to_json(self.noun) for c in self.changes],
             "warnings": list(self.warnings),
             "meta": dict(self.meta),
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "Plan":
-        return cls(dialect=data["dialect"], changes=[Change.from_json(c) for c in data["changes"]],
-                   warnings=list(data.get("warnings", [])), meta=dict(data.get("meta", {})))
+        from .providers.registry import platform  # the nouns of the platform the plan is for
+        target = platform(str(data.get("platform", "convai")))
+        caps = target.capabilities(data["dialect"])
+        return cls(dialect=data["dialect"],
+                   changes=[Change.from_json(c, caps.secret_field) for c in data["changes"]],
+                   warnings=list(data.get("warnings", [])), meta=dict(data.get("meta", {})),
+                   platform=target.name, noun=caps.consumer_noun, model_ref=caps.model_ref)
+
+    @classmethod
+    def for_caps(cls, caps: "Capabilities", changes: list[Change], warnings: list[str],
+                 meta: dict[str, Any]) -> "Plan":
+        return cls(caps.variant, changes, warnings, meta, caps.platform, caps.consumer_noun,
+                   caps.model_ref)

@@ -14,7 +14,7 @@ from typing import IO
 
 from .executor import FAILED, Outcome
 from .plan import Change, Phase
-from .render.values import describe_target
+from .render.values import label
 
 
 BAR_WIDTH = 20
@@ -24,8 +24,9 @@ REDRAW_EVERY = 0.1  # seconds between redraws of a bar (and always at the end)
 class StderrProgress:
     """The executor's progress sink. Thread-safe: `finished` comes from workers."""
 
-    def __init__(self, stream: IO[str], tty: bool | None = None):
+    def __init__(self, stream: IO[str], tty: bool | None = None, noun: str = "character"):
         self.stream = stream
+        self.noun = noun
         self.tty = _isatty(stream) if tty is None else tty
         self._lock = threading.Lock()
         self._label = ""
@@ -36,7 +37,7 @@ class StderrProgress:
     def phase(self, phase: Phase, changes: list[Change]) -> None:
         with self._lock:
             self._end_bar()
-            self._label = f"Phase {phase.value}/{len(Phase)} {phase.title}"
+            self._label = f"Phase {phase.value}/{len(Phase)} {phase.title(self.noun)}"
             self._total, self._done, self._failed = len(changes), 0, 0
             if self.tty:
                 self._draw()
@@ -54,7 +55,7 @@ class StderrProgress:
                 c = outcome.change
                 detail = f": {outcome.error}" if outcome.error else ""
                 self._print(f"  {outcome.status}: {c.action} "
-                            f"{describe_target(c.resource, c.id, c.name)}{detail}")
+                            f"{label(c, self.noun)}{detail}")
             complete = self._done >= self._total
             if self.tty and (complete or time.monotonic() - self._drawn_at >= REDRAW_EVERY):
                 self._draw()

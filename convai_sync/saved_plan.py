@@ -8,7 +8,8 @@ The file is the `--format json` document with one more key, `saved_plan`:
     builtin_models   the manifest's extra built-in codes (for the order check)
     manifest         {path, sha256}: the manifest's meaning when planned
     live             {models: {id: hash}, characters: {id: hash}} (fingerprint.py)
-    api_key_env      {model_group_name: VAR} for each change that sends a key
+    api_key_env      {model: VAR} for each change that sends a key (a list of VARs where a
+                     model has several keys)
 
 It never holds a secret value: keys are resolved from the environment at apply.
 """
@@ -19,17 +20,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from .dialects import DIALECTS
 from .errors import ApiError, ConvaiSyncError, ManifestError
 from .fingerprint import live_differences, live_fingerprint, manifest_fingerprint
 from .manifest import LoadedManifest, load_manifest, resolve_keys
 from .model import LiveState
-from .plan import FORMAT_VERSION, Plan
+from .plan import FORMAT_VERSION, Action, Plan
+from .providers.base import Capabilities
+from .providers.registry import platform
 from .secrets import Secret
 
 SAVED_KEY = "saved_plan"
 MAX_BYTES = 64 * 1024 * 1024
-_ACTIONS = {"model": {"register", "update", "replace", "deregister"}, "character": {"update"}}
 
 
 class StalePlanError(ConvaiSyncError):
@@ -38,17 +39,26 @@ class StalePlanError(ConvaiSyncError):
 
 def saved_document(plan: Plan, loaded: LoadedManifest, live: LiveState, account: str) -> dict[str, Any]:
     """The document `plan --out` writes."""
-    variables = {m.model_group_name: m.api_key_var for m in loaded.manifest.models}
+    desired = loaded.desired
+    variables = {m.name: _one_or_list(m.secret_vars) for m in desired.models}
     doc = plan.to_json()
     doc[SAVED_KEY] = {
         "account": account,
-        "api_dialect": loaded.manifest.settings.api_dialect,
-        "builtin_models": list(loaded.manifest.settings.builtin_models),
+        "api_dialect": desired.variant,
+        "builtin_models": sorted(desired.builtins - loaded.platform.builtins()),
         "manifest": {"path": loaded.path, "sha256": manifest_fingerprint(loaded)},
-        "live": live_fingerprint(live),
+        "live": live_fingerprint(live, _caps(plan)),
         "api_key_env": {c.id: variables[c.id] for c in plan.changes if c.sends_key},
     }
     return doc
+
+
+def _one_or_list(variables: tuple[str, ...]) -> str | list[str]:
+    return variables[0] if len(variables) == 1 else list(variables)
+
+
+def _caps(plan: Plan) -> Capabilities:
+    return platform(plan.platform).capabilities(plan.dialect)
 
 
 @dataclass
@@ -61,7 +71,7 @@ class SavedPlan:
     manifest_path: str | None
     manifest_sha256: str | None
     live: dict[str, dict[str, str]]
-    api_key_env: dict[str, str] = field(default_factory=dict)
+    api_key_env: dict[str, str | list[str]] = field(default_factory=dict)
 
     def check_manifest(self) -> tuple[LoadedManifest | None, list[str]]:
         """(the manifest if it is where the plan was made from and unchanged,
@@ -83,17 +93,18 @@ class SavedPlan:
         if live.dialect != self.plan.dialect:
             return [f"the plan was made for the {self.plan.dialect} dialect, but the account now "
                     f"answers the {live.dialect} dialect"]
-        names = {cid: c.name for cid, c in live.characters.items() if c.name}
-        return live_differences(self.live, live, names)
+        return live_differences(self.live, live, _caps(self.plan))
 
     def stale_error(self, reasons: list[str]) -> StalePlanError:
         shown = reasons[:10] + ([f"and {len(reasons) - 10} more"] if len(reasons) > 10 else [])
         return StalePlanError(f"{self.path}: saved plan is stale: {'; '.join(shown)}; run plan "
                               "again (plan --out) and apply the new plan. Nothing was written.")
 
-    def keys(self, environ: Mapping[str, str], placeholder: str | None = None) -> dict[str, Secret]:
-        """api_key values for the changes that send one, from the environment now."""
-        wanted = ((group, var, self.path) for group, var in sorted(self.api_key_env.items()))
+    def keys(self, environ: Mapping[str, str],
+             placeholder: str | None = None) -> dict[str, tuple[Secret, ...]]:
+        """Key values for the changes that send one, from the environment now."""
+        wanted = ((group, [var] if isinstance(var, str) else var, self.path)
+                  for group, var in sorted(self.api_key_env.items()))
         secrets = resolve_keys(wanted, environ, placeholder)
         if secrets.missing:
             raise secrets.refusal()
@@ -103,7 +114,7 @@ class SavedPlan:
 def read_live_for(saved: SavedPlan, client: Any) -> LiveState:
     """Read the account the way the plan did; a dialect that is gone is staleness."""
     try:
-        return client.read_state(saved.api_dialect)
+        return client.read_state(saved.api_dialect, None)
     except ApiError as e:
         if e.status == 404 and saved.api_dialect != "auto":
             raise saved.stale_error([f"the account no longer answers the {saved.api_dialect} "
@@ -136,7 +147,8 @@ def load_saved_plan(path: str) -> SavedPlan:
             builtin_models=frozenset(map(str, saved.get("builtin_models", []))),
             manifest_path=manifest.get("path"), manifest_sha256=manifest.get("sha256"),
             live={k: dict(saved["live"][k]) for k in ("models", "characters")},
-            api_key_env={str(k): str(v) for k, v in saved.get("api_key_env", {}).items()})
+            api_key_env={str(k): v if isinstance(v, list) else str(v)
+                         for k, v in saved.get("api_key_env", {}).items()})
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise ConvaiSyncError(f"{path}: malformed saved plan ({type(e).__name__}: {e}); "
                               "write it again with plan --out") from None
@@ -168,12 +180,13 @@ def _read_json(path: str) -> dict[str, Any]:
 
 
 def _check_changes(saved: SavedPlan) -> None:
-    if saved.plan.dialect not in DIALECTS:
+    variants = platform(saved.plan.platform).variants
+    if variants and saved.plan.dialect not in variants:
         raise ConvaiSyncError(f"{saved.path}: unknown dialect {saved.plan.dialect!r} in the saved plan")
     for change in saved.plan.changes:
-        if change.action not in _ACTIONS.get(change.resource, ()):
+        if not change.is_model and change.action is not Action.UPDATE:
             raise ConvaiSyncError(f"{saved.path}: unknown change '{change.action}' of "
-                                  f"{change.resource} {change.id!r}; write the plan again with plan --out")
+                                  f"{saved.plan.noun} {change.id!r}; write the plan again with plan --out")
         if change.sends_key and change.id not in saved.api_key_env:
             raise ConvaiSyncError(f"{saved.path}: model '{change.id}' needs its api_key but the "
                                   "plan does not name its variable; write the plan again with plan --out")

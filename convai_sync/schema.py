@@ -1,29 +1,57 @@
-"""The JSON Schema of the manifest, generated from the pydantic models so it can
-never disagree with the loader. Committed as schema/manifest.schema.json for
-editors (`# yaml-language-server: $schema=...`); regenerate it with
-`convai-sync schema > schema/manifest.schema.json`."""
+"""The JSON Schema of the manifest, generated from every platform's pydantic
+models so it can never disagree with the loader. Committed as
+schema/manifest.schema.json for editors (`# yaml-language-server: $schema=...`);
+regenerate it with `convai-sync schema > schema/manifest.schema.json`.
+
+One document for every platform: the top level lists every key any platform
+uses, and `platform` selects the exact schema (no `platform` means Convai)."""
 from __future__ import annotations
 
 import json
 from typing import Any
 
-from .manifest import Manifest
+from .providers.registry import NAMES, platform
 
 SCHEMA_ID = "urn:convai-sync:schema:manifest:1"
 
 
 def manifest_schema() -> dict[str, Any]:
-    generated = Manifest.model_json_schema()
-    generated.pop("title", None)
+    defs: dict[str, Any] = {}
+    properties: dict[str, Any] = {}
+    branches = []
+    for name in NAMES:
+        target = platform(name)
+        generated = target.manifest_model.model_json_schema()
+        defs.update(generated.pop("$defs", {}))
+        title = f"{target.title}Manifest"
+        generated.pop("title", None)
+        defs[title] = generated
+        for key, value in generated["properties"].items():
+            properties.setdefault(key, {"description": value.get("description", "")})
+        branches.append({"if": _selects(name), "then": {"$ref": f"#/$defs/{title}"}})
+    properties["platform"] = {"description": "Which platform the manifest is for (default convai).",
+                              "enum": list(NAMES)}
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": SCHEMA_ID,
         "title": "convai-sync manifest (version 1)",
-        "description": "The desired state of a Convai account's custom LLMs and of which model "
-                       "and temperature each character uses. Cross-object rules (unique names, "
-                       "references to models) are checked by `convai-sync validate`.",
-        **generated,
+        "description": "The desired state of a platform account's custom LLMs and of which model "
+                       "each character, pipeline or assistant uses. Cross-object rules (unique "
+                       "names, references to models) are checked by `convai-sync validate`.",
+        "type": "object",
+        "properties": properties,
+        "required": ["version"],
+        "additionalProperties": False,
+        "allOf": branches,
+        "$defs": defs,
     }
+
+
+def _selects(name: str) -> dict[str, Any]:
+    chosen = {"properties": {"platform": {"const": name}}, "required": ["platform"]}
+    if name != "convai":
+        return chosen
+    return {"anyOf": [{"not": {"required": ["platform"]}}, chosen]}
 
 
 def schema_text() -> str:

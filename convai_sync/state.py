@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConvaiSyncError
+from .executor import DONE, ApplyReport, Outcome
+from .plan import Action, Phase, Plan
 
 FORMAT_VERSION = 1
 
@@ -39,6 +41,7 @@ class SyncState:
     account: str
     versions: dict[str, int] = field(default_factory=dict)
     parked: dict[str, str] = field(default_factory=dict)
+    ids: dict[str, str] = field(default_factory=dict)  # model -> server id (LangBot uuids)
     _doc: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -52,13 +55,14 @@ class SyncState:
             entry = doc.get("accounts", {}).get(account, {})
             versions = {str(k): int(v) for k, v in entry.get("api_key_versions", {}).items()}
             parked = {str(k): str(v) for k, v in entry.get("parked_characters", {}).items()}
+            ids = {str(k): str(v) for k, v in entry.get("ids", {}).items()}
         except (ValueError, AttributeError, TypeError) as e:
             raise ConvaiSyncError(f"{path}: not a convai-sync state file ({e}); fix or delete it "
                                   "(deleting it only means key versions are adopted again)") from None
-        return cls(path, account, versions, parked, doc)
+        return cls(path, account, versions, parked, ids, doc)
 
     def worth_saving(self, plan: Any) -> bool:
-        return bool(plan.meta.get("api_key_versions") or self.parked
+        return bool(plan.meta.get("api_key_versions") or self.parked or self.ids
                     or (self.path and self.path.exists()))
 
     def save(self) -> None:
@@ -69,6 +73,8 @@ class SyncState:
         entry: dict[str, Any] = {"api_key_versions": dict(sorted(self.versions.items()))}
         if self.parked:
             entry["parked_characters"] = dict(sorted(self.parked.items()))
+        if self.ids:
+            entry["ids"] = dict(sorted(self.ids.items()))
         doc.setdefault("accounts", {})[self.account] = entry
         tmp = self.path.with_name(self.path.name + ".tmp")
         try:
@@ -78,7 +84,7 @@ class SyncState:
             raise ConvaiSyncError(f"{self.path}: cannot write the state file: {e.strerror}") from None
 
 
-def record_applied(state: SyncState, plan: Any, report: Any) -> None:
+def record_applied(state: SyncState, plan: Plan, report: ApplyReport) -> None:
     """Update the state after an apply: a model's version is recorded once every
     change that sends its key is done (or when none was needed); an unmanaged
     character stays parked until its move back is done."""
@@ -86,32 +92,31 @@ def record_applied(state: SyncState, plan: Any, report: Any) -> None:
     sends_key: dict[str, list[str]] = {}
     for outcome in report.outcomes:
         c = outcome.change
-        if c.resource == "character":
+        if not c.is_model:
             continue
-        if c.action == "deregister" and outcome.status == "done":
+        if c.action is Action.DEREGISTER and outcome.status == DONE:
             state.versions.pop(c.id, None)
         elif c.sends_key:
             sends_key.setdefault(c.id, []).append(outcome.status)
     for cid in plan.meta.get("parked_resolved", []):
         state.parked.pop(cid, None)
-    parked_now = {o.change.id for o in report.outcomes if o.status == "done"
-                  and o.change.parks}
+    parked_now = {o.change.id for o in report.outcomes if o.status == DONE and o.change.parks}
     for outcome in report.outcomes:
-        if outcome.change.resource == "character":
-            _record_parking(state, outcome, parked_now)
+        if not outcome.change.is_model:
+            _record_parking(state, outcome, parked_now, plan.model_ref)
     for group in set(state.versions) - set(wanted):
         state.versions.pop(group)  # no longer versioned (or no longer managed)
     for group, version in wanted.items():
-        if all(status == "done" for status in sends_key.get(group, [])):
+        if all(status == DONE for status in sends_key.get(group, [])):
             state.versions[group] = version
 
 
-def _record_parking(state: SyncState, outcome: Any, parked_now: set[str]) -> None:
+def _record_parking(state: SyncState, outcome: Outcome, parked_now: set[str], ref: str) -> None:
     c = outcome.change
-    if c.phase.name == "RESTORE" and c.unmanaged:
-        if outcome.status == "done":
+    if c.phase is Phase.RESTORE and c.unmanaged:
+        if outcome.status == DONE:
             state.parked.pop(c.id, None)
         elif c.id in parked_now:  # parked by this run, not moved back
-            state.parked[c.id] = c.after["model_group_name"]
-    elif outcome.status == "done" and c.unparks:
+            state.parked[c.id] = c.after[ref]
+    elif outcome.status == DONE and c.unparks:
         state.parked.pop(c.id, None)  # moved back by a later run

@@ -80,7 +80,7 @@ def test_duplicate_register_is_a_409_naming_the_model(make_emulator: Callable[..
                                                       env: dict[str, str]) -> None:
     emu = make_emulator()
     loaded, client, _ = plan_and_client(emu)
-    key = resolve_secrets(loaded).keys["studio-turbo"]
+    key = resolve_secrets(loaded).keys["studio-turbo"][0]
     emu.clear_log()
     with pytest.raises(ApiError, match=r"/llm-models/register \(model 'studio-turbo'\) failed: HTTP 409"):
         client.register_model("studio-turbo", {"model_name": "x"}, key)
@@ -152,7 +152,7 @@ def test_a_refused_connection_after_the_api_answered_is_retried(env: dict[str, s
     threading.Timer(0.3, again.start, kwargs={"port": port}).start()
     try:
         after = client.read_state()
-        assert (after.models, after.characters) == (before.models, before.characters)
+        assert (after.models, after.consumers) == (before.models, before.consumers)
         assert len(again.requests) >= 1
     finally:
         client.close()

@@ -5,7 +5,7 @@ import pytest
 
 from convai_sync.errors import PlanError
 from convai_sync.manifest import parse_manifest
-from convai_sync.model import CharacterState, LiveState, ModelState
+from convai_sync.model import ConsumerState, LiveState, ModelState
 from convai_sync.plan import Change, Phase, Plan
 from convai_sync.planner import Brakes, build_plan
 
@@ -34,20 +34,22 @@ def char(cid: str, group: str, temp: float | None = None) -> str:
     return out + (f"    temperature: {temp}\n" if temp is not None else "")
 
 
-def live(models: list[ModelState], chars: list[CharacterState], dialect: str = "llm-models") -> LiveState:
-    return LiveState(dialect, {m.model_group_name: m for m in models}, {c.char_id: c for c in chars})
+def live(models: list[ModelState], chars: list[ConsumerState], dialect: str = "llm-models") -> LiveState:
+    return LiveState(dialect, {m.name: m for m in models}, {c.id: c for c in chars})
 
 
-def lm(group: str, name: str = "m-1", display: str | None = None, unc: bool | None = False) -> ModelState:
-    return ModelState(group, name, BASE, display, unc)
+def lm(group: str, name: str | None = "m-1", display: str | None = None, unc: bool | None = False,
+       base: str | None = BASE) -> ModelState:
+    return ModelState(group, {"model_name": name, "base_url": base, "display_name": display,
+                              "is_uncensored": unc})
 
 
-def ch(cid: str, group: str, temp: float | None = 0.5, name: str | None = None) -> CharacterState:
-    return CharacterState(cid, group, temp, name)
+def ch(cid: str, group: str, temp: float | None = 0.5, name: str | None = None) -> ConsumerState:
+    return ConsumerState(cid, group, {"temperature": temp}, name)
 
 
 def kinds(plan: Plan) -> list[tuple[str, str, str, str]]:
-    return [(c.phase.name, c.resource, c.action, c.id) for c in plan.changes]
+    return [(c.phase.name, c.to_json()["resource"], c.action, c.id) for c in plan.changes]
 
 
 def test_converged_account_plans_nothing() -> None:
@@ -75,12 +77,12 @@ def test_update_in_place_only_sends_what_differs() -> None:
 def test_unknown_fields_are_never_a_difference_in_custom_llm() -> None:
     # custom-llm's list returns no display_name or is_uncensored: they are unknown
     m = manifest(model("a", display="Anything", extra="    is_uncensored: true\n"))
-    state = live([ModelState("a", "m-1", BASE, None, None)], [], dialect="custom-llm")
+    state = live([lm("a", "m-1", None, None)], [], dialect="custom-llm")
     assert build_plan(m, state).empty
 
 
 def test_model_name_change_is_an_update_in_custom_llm() -> None:
-    state = live([ModelState("a", "old", BASE)], [ch("c1", "a")], dialect="custom-llm")
+    state = live([lm("a", "old", None, None)], [ch("c1", "a")], dialect="custom-llm")
     plan = build_plan(manifest(model("a", name="new"), char("c1", "a")), state)
     assert kinds(plan) == [("UPDATE", "model", "update", "a")]
 
@@ -217,7 +219,7 @@ def test_character_moving_between_two_replaced_models_is_parked_first() -> None:
                  settings="  fallback_model: gpt-4o\n")
     state = live([lm("a", name="v1"), lm("b", name="v1")], [ch("c1", "a")])
     plan = build_plan(m, state)
-    moves = [(c.phase.name, c.after["model_group_name"]) for c in plan.changes if c.resource == "character"]
+    moves = [(c.phase.name, c.after["model_group_name"]) for c in plan.changes if not c.is_model]
     assert moves == [("REBIND", "gpt-4o"), ("RESTORE", "b")]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Iterable
 
-from convai_sync.builtins import builtin_models
+from convai_sync.providers.convai.builtins import builtin_models
 from convai_sync.emulator import endpoints
 from convai_sync.emulator.base import AppEmulator, OrphanCheck, Reply, Request
 from convai_sync.emulator.faults import FAULT_MESSAGES, Faults, retry_after_header

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from convai_sync.builtins import builtin_models
+from convai_sync.providers.convai.builtins import builtin_models
 from convai_sync.errors import ConvaiSyncError
 
 DIALECTS = ("llm-models", "custom-llm")

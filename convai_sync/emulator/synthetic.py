@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from convai_sync.model import CharacterState, LiveState, ModelState
+from convai_sync.model import ConsumerState, LiveState, ModelState
 
 BUILTINS = ("gpt-4o-mini", "gpt-4o", "gemini-2.5-flash", "claude-4-sonnet")
 KEY_VARS = ("BENCH_KEY_A", "BENCH_KEY_B", "BENCH_KEY_C")
@@ -78,12 +78,14 @@ def synthetic_account(characters: int, models: int, drift: float = 0.3) -> Synth
 
 def live_state(seed: dict[str, Any], dialect: str = "llm-models") -> LiveState:
     """The LiveState a read of an emulator holding `seed` returns, without HTTP."""
-    models = {m["model_group_name"]: ModelState(
-        m["model_group_name"], m["model_name"], m["base_url"],
-        m.get("display_name") if dialect == "llm-models" else None,
-        m.get("is_uncensored", False) if dialect == "llm-models" else None)
+    full = dialect == "llm-models"
+    models = {m["model_group_name"]: ModelState(m["model_group_name"], {
+        "model_name": m["model_name"], "base_url": m["base_url"],
+        "display_name": m.get("display_name") if full else None,
+        "is_uncensored": m.get("is_uncensored", False) if full else None})
         for m in seed.get("models", [])}
-    chars = {c["character_id"]: CharacterState(c["character_id"], c["model_group_name"],
-                                               float(c["temperature"]), c["character_name"])
+    chars = {c["character_id"]: ConsumerState(c["character_id"], c["model_group_name"],
+                                              {"temperature": float(c["temperature"])},
+                                              c["character_name"])
              for c in seed.get("characters", [])}
     return LiveState(dialect, models, chars, requests=0)

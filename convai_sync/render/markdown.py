@@ -13,8 +13,10 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
-from ..plan import Change, Plan
-from .values import count, describe_target, show
+from ..drift import Unchecked
+from ..plan import Action, Change, Plan
+from ..providers.registry import platform
+from .values import count, headline, show
 
 PLAN_MARKER = "<!-- convai-sync:plan -->"
 DRIFT_MARKER = "<!-- convai-sync:drift -->"
@@ -23,8 +25,7 @@ DEFAULT_LIMIT = 65_000  # leaves room for a footer a workflow may add
 DEFAULT_HINT = "The full plan is in the job summary of the workflow run that wrote this comment."
 MAX_LISTED = 20
 
-_VERB = {"register": "will be registered", "update": "will be updated in place",
-         "replace": "must be replaced (deregister, then register)", "deregister": "will be deregistered"}
+_VERBS = {"replace": "must be replaced (deregister, then register)"}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -75,7 +76,7 @@ def _document(marker: str, title: str, status: str, plan: Plan, footer: list[str
         head += _destructive_alert(plan)
         head += _summary_table(plan)
     head += _warnings(plan)
-    blocks = [(phase_no, phase_total, phase.title, _change_lines(c))
+    blocks = [(phase_no, phase_total, plan.phase_title(phase), _change_lines(c, plan))
               for phase_no, phase_total, phase, c in _numbered(plan)]
     render: Callable[[int], str] = lambda shown: _join(
         head, _details(blocks, shown, plan.dialect), _cut_note(shown, len(blocks), hint, url), footer)
@@ -160,13 +161,14 @@ def _destructive_alert(plan: Plan) -> list[str]:
         names += f" and {len(doomed) - MAX_LISTED} more"
     return ["> [!WARNING]",
             f"> **This plan {' and '.join(parts)}:** {names}.",
-            "> Characters that use them are moved first, but anything outside Convai that calls "
-            "these models by name stops working. Review carefully before merging.", ""]
+            f"> {plan.noun.capitalize()}s that use them are moved first, but anything outside "
+            f"{platform(plan.platform).title} that calls these models by name stops "
+            "working. Review carefully before merging.", ""]
 
 
 def _summary_table(plan: Plan) -> list[str]:
     s = plan.summary()
-    return ["| register | update | replace | deregister | characters |",
+    return [f"| register | update | replace | deregister | {plan.noun}s |",
             "|---:|---:|---:|---:|---:|",
             f"| {s['register']} | {s['update']} | {s['replace']} | {s['deregister']} | {s['characters']} |",
             ""]
@@ -194,18 +196,11 @@ def _unchecked_lines(unchecked: list[Unchecked]) -> list[str]:
     return out + [""]
 
 
-def _change_lines(change: Change) -> list[str]:
+def _change_lines(change: Change, plan: Plan) -> list[str]:
     """One change as diff lines: @@ header, '-' before, '+' after, ' ' unchanged."""
-    label = describe_target(change.resource, change.id, change.name)
-    verb = _VERB[change.action]
-    if change.resource == "character":
-        verb = "will be rebound" if "model_group_name" in change.fields else "will be updated"
-    why = f" ({change.reason})" if change.reason else ""
-    lines = [f"@@ {label} {verb}{why} @@"]
+    lines = [f"@@ {headline(change, plan.noun, plan.model_ref, _VERBS)} @@"]
     before, after = change.before or {}, change.after or {}
     keys = list(dict.fromkeys([*after, *before])) if change.action != "update" else list(change.fields)
-    if change.resource == "character" and change.action == "update":
-        keys = list(change.fields)
     width = max((len(k) for k in keys), default=0)
     for key in keys:
         name = key.ljust(width)

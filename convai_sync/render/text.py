@@ -8,12 +8,11 @@ from typing import IO, Any
 import click
 
 from ..plan import Change, Phase, Plan
-from .values import describe_target, show
+from ..executor import DONE, FAILED, NOT_ATTEMPTED
+from .values import headline, label, show
 
 _SYMBOL = {"register": ("+", "green"), "update": ("~", "yellow"),
            "replace": ("-/+", "magenta"), "deregister": ("-", "red")}
-_VERB = {"register": "will be registered", "update": "will be updated in place",
-         "replace": "must be replaced", "deregister": "will be deregistered"}
 
 
 def use_color(stream: IO[str]) -> bool:
@@ -35,23 +34,19 @@ def render_plan(plan: Plan, color: bool = False) -> str:
     total = len(list(plan.phases()))
     for number, (phase, group) in enumerate(plan.phases(), 1):
         out.append("")
-        out.append(paint(f"Phase {number}/{total}: {phase.title}", "cyan"))
+        out.append(paint(f"Phase {number}/{total}: {plan.phase_title(phase)}", "cyan"))
         for change in group:
             out.append("")
-            out.extend(_change(change, paint))
+            out.extend(_change(change, plan, paint))
     out.append("")
     out.append(click.style(plan.summary_line(), bold=True) if color else plan.summary_line())
     return "\n".join(out) + "\n"
 
 
-def _change(change: Change, paint: Any) -> list[str]:
+def _change(change: Change, plan: Plan, paint: Any) -> list[str]:
     symbol, fg = _SYMBOL[change.action]
-    label = describe_target(change.resource, change.id, change.name)
-    verb = _VERB[change.action]
-    if change.resource == "character":
-        verb = "will be rebound" if "model_group_name" in change.fields else "will be updated"
-    why = f" ({change.reason})" if change.reason else ""
-    lines = [f"  # {label} {verb}{why}", paint(f"{symbol:>3} {label} {{", fg)]
+    lines = [f"  # {headline(change, plan.noun, plan.model_ref)}",
+             paint(f"{symbol:>3} {label(change, plan.noun)} {{", fg)]
     width = max((len(k) for k in _rows(change)), default=0)
     for key, (mark, text) in _rows(change).items():
         lines.append(paint(f"      {mark} {key.ljust(width)} = {text}", _SYMBOL_COLORS.get(mark, fg)))
@@ -71,7 +66,7 @@ def _rows(change: Change) -> dict[str, tuple[str, str]]:
     rows: dict[str, tuple[str, str]] = {}
     keys = list(after) if change.action == "replace" else list(change.fields)
     for key in keys:
-        if key == "api_key" and change.action == "update":
+        if change.action == "update" and str(after.get(key, "")).startswith("(sensitive, version"):
             rows[key] = ("~", show(after.get(key)))  # "(sensitive, version 1 → 2)"
         elif key in change.fields and key in before:
             note = "  # forces replacement" if key in change.forces_replace else ""
@@ -86,22 +81,20 @@ def _rows(change: Change) -> dict[str, tuple[str, str]]:
 def render_report(report: Any) -> str:
     """The apply report: what was done, what failed, what was not attempted."""
     if report.ok:
-        return f"Apply complete: {report.count('done')} changes applied.\n"
+        return f"Apply complete: {report.count(DONE)} changes applied.\n"
     lines = []
     for o in report.outcomes:
-        label = describe_target(o.change.resource, o.change.id, o.change.name)
         detail = f": {o.error}" if o.error else ""
-        lines.append(f"  {o.status:<13} {o.change.action:<10} {label}{detail}")
-    stranded = [describe_target(o.change.resource, o.change.id, o.change.name) for o in report.outcomes
-                if o.status != "done" and o.change.phase == Phase.RESTORE
-                and o.change.unmanaged]
+        lines.append(f"  {o.status:<13} {o.change.action:<10} {label(o.change, report.noun)}{detail}")
+    stranded = [label(o.change, report.noun) for o in report.outcomes
+                if o.status != DONE and o.change.phase == Phase.RESTORE and o.change.unmanaged]
     if stranded:
-        lines.append("Note: these characters are not in the manifest; they were parked on the fallback "
+        lines.append(f"Note: these {report.noun}s are not in the manifest; they were parked on the fallback "
                      "model and were not moved back yet. The state file records them and the next "
                      "apply moves them back (if that file is not kept between runs, declare them "
                      "under characters, or move them back by hand): " + ", ".join(stranded))
-    counts = (f"{report.count('done')} done, {report.count('failed')} failed, "
-              f"{report.count('not attempted')} not attempted.")
+    counts = (f"{report.count(DONE)} done, {report.count(FAILED)} failed, "
+              f"{report.count(NOT_ATTEMPTED)} not attempted.")
     if report.interrupted:
         head = (f"Apply interrupted: {counts} The writes already sent were finished, nothing "
                 "else was started; run apply again to finish: it picks up from the live state.")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ..plan import Change
 from ..secrets import SENSITIVE
 
 
@@ -24,3 +25,21 @@ def describe_target(resource: str, cid: str, name: str | None) -> str:
 def count(n: int, noun: str) -> str:
     """`1 model`, `2 models`, `1,000 characters`."""
     return f"{n:,} {noun}" + ("" if n == 1 else "s")
+
+
+_VERB = {"register": "will be registered", "update": "will be updated in place",
+         "replace": "must be replaced", "deregister": "will be deregistered"}
+
+
+def label(change: Change, noun: str) -> str:
+    """`model "x"`, or the consumer by its noun and display name."""
+    return describe_target("model" if change.is_model else noun, change.id, change.name)
+
+
+def headline(change: Change, noun: str, model_ref: str, verbs: dict[str, str] | None = None) -> str:
+    """`character "Mara" (c1) will be rebound (why)`: one line, both renderers."""
+    verb = {**_VERB, **(verbs or {})}[change.action]
+    if not change.is_model:
+        verb = "will be rebound" if model_ref in change.fields else "will be updated"
+    why = f" ({change.reason})" if change.reason else ""
+    return f"{label(change, noun)} {verb}{why}"

@@ -8,7 +8,7 @@ from pathlib import Path
 @lru_cache(maxsize=1)
 def builtin_models() -> frozenset[str]:
     """Every built-in model code shipped with this release."""
-    text = (Path(__file__).parent / "data" / "builtin_models.txt").read_text("utf-8")
+    text = (Path(__file__).resolve().parents[2] / "data" / "builtin_models.txt").read_text("utf-8")
     return frozenset(
         line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")
     )

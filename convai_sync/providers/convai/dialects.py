@@ -1,10 +1,10 @@
 """The two Custom LLM API dialects: paths, and which fields each can read and
-update. Pure data, shared by the planner and the HTTP client."""
+update. Pure data, shared by the capabilities and the HTTP client."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .model import MODEL_FIELDS
+MODEL_FIELDS = ("model_name", "base_url", "display_name", "is_uncensored")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,84 @@
+"""The engine, for every platform: load -> resolve secrets -> read -> plan ->
+apply -> record state. The CLI parses options, calls these, and renders; the
+logic of each step lives in its own module (planner, executor, state)."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from .executor import ApplyReport, Keys, Progress, execute
+from .manifest import LoadedManifest, ResolvedSecrets, resolve_secrets
+from .model import LiveState
+from .plan import Plan
+from .planner import Brakes, build_plan
+from .providers.base import Client
+from .state import SyncState, default_path, record_applied
+
+log = logging.getLogger("convai_sync")
+
+
+@dataclass(frozen=True)
+class Options:
+    """What the commands share: brakes, where state lives, how hard to push."""
+
+    brakes: Brakes = Brakes()
+    state_file: str | None = None
+    emulator: bool = False
+    parallelism: int = 10
+
+
+def secrets(loaded: LoadedManifest, placeholder: str | None) -> ResolvedSecrets:
+    return resolve_secrets(loaded, placeholder=placeholder)
+
+
+def sync_state(manifest_path: str | None, client: Client, options: Options) -> SyncState:
+    """What earlier applies recorded for this account (in memory only on the emulator)."""
+    if options.emulator:
+        path = None
+    elif options.state_file:
+        path = Path(options.state_file)
+    else:
+        path = default_path(manifest_path) if manifest_path else None
+    return SyncState.load(path, client.base_url)
+
+
+def read_live(loaded: LoadedManifest, client: Client) -> LiveState:
+    live = client.read_state(loaded.desired.variant, loaded.desired)
+    caps = client.capabilities()
+    log.info("read %d models and %d %s in %d requests (%s)", len(live.models), len(live.consumers),
+             caps.consumers(len(live.consumers)), live.requests, live.dialect)
+    return live
+
+
+def make_plan(loaded: LoadedManifest, client: Client, options: Options,
+              state: SyncState | None = None, live: LiveState | None = None) -> Plan:
+    """The plan from `live` (read now when not given)."""
+    state = state or sync_state(loaded.path, client, options)
+    live = live or read_live(loaded, client)
+    return build_plan(loaded, live, options.brakes, state.versions, state.parked)
+
+
+def apply_plan(plan: Plan, client: Client, keys: Keys, state: SyncState, options: Options,
+               progress: Progress | None = None) -> ApplyReport:
+    """Execute, then record what the account cannot tell later (state.py) and
+    let the platform tidy what this apply left behind."""
+    report = execute(plan, client, keys, parallelism=options.parallelism, progress=progress)
+    record_applied(state, plan, report)
+    state.ids = {**state.ids, **client.identities()}
+    report.notes = client.finish() if report.ok else []
+    if state.worth_saving(plan):
+        state.save()
+    return report
+
+
+def converged(loaded: LoadedManifest, client: Client, options: Options, state: SyncState) -> Plan:
+    """Read the account again: what a plan (brakes off) says is left."""
+    return make_plan(loaded, client, reporting(options), state)
+
+
+def reporting(options: Options) -> Options:
+    """For a plan that only reports (drift, the post-apply check): a brake would
+    hide the difference it is meant to stop."""
+    return Options(Brakes(allow_empty=True, allow_deregister=True), options.state_file,
+                   options.emulator, options.parallelism)

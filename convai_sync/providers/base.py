@@ -1,0 +1,134 @@
+"""The provider interface: what the engine needs from a platform, and nothing
+the engine knows about any one platform.
+
+A platform (Convai, LangBot, Vapi) is one adapter package under providers/
+that fills in `Platform` (its manifest section, capabilities, client, export,
+emulator and environment variables) and one line in providers/registry.py.
+The core speaks of *models* (what the platform registers) and *consumers*
+(what talks through one), and only through these types.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
+
+if TYPE_CHECKING:
+    from ..manifest import LoadedManifest
+    from ..model import LiveState
+    from ..plan import Change
+    from ..secrets import Secret
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What one platform (in one API variant) can read and write."""
+
+    platform: str                    # "convai" | "langbot" | "vapi"
+    variant: str                     # the API variant read (Convai's dialect; else the platform)
+    consumer_noun: str               # "character" | "pipeline" | "assistant"
+    model_ref: str                   # the binding key that names the model
+    secret_field: str                # how the model's key is called in plans ("api_key", ...)
+    model_fields: tuple[str, ...]    # every non-secret model field, in display order
+    readable: frozenset[str]         # model fields the API returns
+    updatable: frozenset[str]        # a change to any other readable field is a replace
+    registrable: frozenset[str]      # fields a register sends (the key aside)
+    binding_fields: tuple[str, ...]  # what a consumer's binding carries besides model_ref
+    consumer_key: str = "id"         # the manifest key of a consumer's id ("char_id", ...)
+    unique_fields: frozenset[str] = frozenset()  # model fields unique per account
+    key_readable: bool = False       # the API returns keys, so key drift can be seen
+
+    @property
+    def unreadable(self) -> tuple[str, ...]:
+        """Model fields this variant never returns: never a difference, never drift."""
+        return tuple(f for f in self.model_fields if f not in self.readable)
+
+    def consumers(self, n: int) -> str:
+        return self.consumer_noun if n == 1 else self.consumer_noun + "s"
+
+
+@dataclass(frozen=True)
+class DesiredModel:
+    name: str                        # identity in the manifest, and in plans
+    fields: dict[str, Any]           # desired non-secret fields (unset ones left out)
+    secret_vars: tuple[str, ...]     # the ${VAR}s of its key(s), in order
+    where: str                       # FILE:LINE of its entry
+    key_version: int | None = None
+    protect: bool = False
+
+
+@dataclass(frozen=True)
+class DesiredConsumer:
+    id: str
+    model: str
+    fields: dict[str, Any]           # binding fields to set; absent = leave as it is
+    where: str
+
+
+@dataclass
+class Desired:
+    """A manifest in the engine's terms (built by the platform from its section)."""
+
+    platform: str
+    models: list[DesiredModel]
+    consumers: list[DesiredConsumer]
+    prune: bool = False
+    fallback_model: str | None = None
+    fallback_where: str = ""
+    max_deregister: int = 3
+    builtins: frozenset[str] = frozenset()
+    implied: dict[str, dict[str, Any]] = field(default_factory=dict)  # binding fields a model implies
+    variant: str = "auto"            # the API variant the manifest asks for
+
+    def model(self, name: str) -> DesiredModel | None:
+        return self._by_name.get(name)
+
+    @property
+    def _by_name(self) -> dict[str, DesiredModel]:
+        cached = self.__dict__.get("_index")
+        if cached is None:
+            cached = self.__dict__["_index"] = {m.name: m for m in self.models}
+        return cached
+
+
+class Client(Protocol):
+    """A live account of one platform. Writes take the plan's own Change."""
+
+    base_url: str
+    requests: int
+
+    def read_state(self, desired: Desired | None, variant: str) -> "LiveState": ...
+    def capabilities(self) -> Capabilities: ...
+    def register(self, change: "Change", secrets: Sequence["Secret"]) -> None: ...
+    def update(self, change: "Change", secrets: Sequence["Secret"] | None) -> None: ...
+    def replace(self, change: "Change", secrets: Sequence["Secret"]) -> None: ...
+    def deregister(self, change: "Change") -> None: ...
+    def bind(self, change: "Change") -> None: ...
+    def finish(self) -> list[str]: ...
+    def identities(self) -> dict[str, str]: ...
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Platform:
+    """Everything platform-specific, behind one registry entry."""
+
+    name: str
+    title: str                                            # "Convai", as messages name it
+    consumer_noun: str
+    model_key: str                                        # the manifest key of a model's name
+    env_url: str
+    env_key: str
+    default_url: str
+    manifest_model: type                                  # the pydantic model of its manifest
+    sections: dict[tuple[str, ...], type]                 # data path -> pydantic model (error hints)
+    desired: Callable[["LoadedManifest"], Desired]
+    cross_check: Callable[["LoadedManifest"], list[str]]
+    capabilities: Callable[[str], Capabilities]           # by variant
+    open_client: Callable[..., Client]                    # (url, key, parallelism=, retry=, state=)
+    emulator: Callable[[str, dict | None], Any]           # (variant, seed) -> a started-able emulator
+    emulator_key: str = "emulator-key"
+    export: Callable[..., Any] | None = None
+    variants: tuple[str, ...] = ()
+    temperature_range: tuple[float, float] = (0.0, 1.0)
+    builtins: Callable[[], frozenset[str]] = frozenset    # the shipped catalogue of built-in models
+    url_field: str = "base_url"                           # the model's endpoint, as the manifest says

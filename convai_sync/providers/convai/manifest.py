@@ -1,0 +1,135 @@
+"""The Convai manifest section: custom LLMs (`models`) and the characters that
+use them, in the Convai API's own field names."""
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, field_validator
+
+from ...manifest import (CommonSettings, LoadedManifest, Name, Strict, env_reference, env_var,
+                         http_url, unknown_model)
+from ...secrets import ENV_REF
+from ..base import Desired, DesiredConsumer, DesiredModel
+from .builtins import builtin_models
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+
+
+class Settings(CommonSettings):
+    api_dialect: Literal["auto", "llm-models", "custom-llm"] = Field(
+        "auto", description="Which Custom LLM API to use; auto probes llm-models, then custom-llm.")
+    builtin_models: list[Name] = Field(default_factory=list, description="Extra built-in model "
+                                       "codes Convai added after this release.")
+
+
+class ModelSpec(Strict):
+    model_group_name: Name = Field(description="The model's identity; unique, not a built-in "
+                                   "code, and it cannot be renamed (a new name is a new model).")
+    model_name: Name = Field(description="The model name your OpenAI-compatible endpoint serves.")
+    base_url: Name = Field(DEFAULT_BASE_URL, description="The endpoint's OpenAI-compatible base URL.",
+                           json_schema_extra={"pattern": r"^https?://\S+$"})
+    api_key: str = Field(description="Only a ${ENV_VAR} reference; the key is read from that "
+                         "environment variable at apply time.",
+                         json_schema_extra={"pattern": ENV_REF.pattern})
+    api_key_version: Annotated[int, Field(ge=0)] | None = Field(
+        None, description="Bump it to send a rotated key (the API never returns keys).")
+    display_name: Name | None = Field(None, description="Shown in Convai; unique per account.")
+    is_uncensored: bool = Field(False, description="As in the Convai API.")
+    protect: bool = Field(False, description="true: refuse any plan that would replace this model.")
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        return http_url(value)
+
+    @field_validator("api_key")
+    @classmethod
+    def _reference_only(cls, value: str) -> str:
+        return env_reference(value, "CONVAI_API_KEY")
+
+    @property
+    def api_key_var(self) -> str:
+        return env_var(self.api_key)
+
+
+class CharacterSpec(Strict):
+    char_id: Name = Field(description="The Convai character ID (charID).")
+    model_group_name: Name = Field(description="A model from models, or a built-in model code.")
+    temperature: Annotated[float, Field(ge=0.0, le=1.0)] | None = Field(
+        None, description="0..1; absent means leave the character's temperature as it is.")
+
+
+class Manifest(Strict):
+    version: Literal[1] = Field(description="The manifest format version; must be 1.")
+    platform: Literal["convai"] = Field("convai", description="Convai (the default).")
+    settings: Settings = Field(default_factory=Settings, description="All optional.")
+    models: list[ModelSpec] = Field(default_factory=list, description="The account's custom LLMs.")
+    characters: list[CharacterSpec] = Field(default_factory=list, description="Which model (and "
+                                            "temperature) each listed character uses.")
+
+    def builtins(self) -> frozenset[str]:
+        return builtin_models() | frozenset(self.settings.builtin_models)
+
+
+SECTIONS: dict[tuple[str, ...], type] = {
+    (): Manifest, ("settings",): Settings, ("models",): ModelSpec, ("characters",): CharacterSpec,
+}
+
+
+def desired(loaded: LoadedManifest) -> Desired:
+    m: Manifest = loaded.manifest
+    models = [DesiredModel(spec.model_group_name, _model_fields(spec), (spec.api_key_var,),
+                           loaded.where("models", i), spec.api_key_version, spec.protect)
+              for i, spec in enumerate(m.models)]
+    consumers = [DesiredConsumer(c.char_id, c.model_group_name,
+                                 {} if c.temperature is None else {"temperature": c.temperature},
+                                 loaded.where("characters", i))
+                 for i, c in enumerate(m.characters)]
+    s = m.settings
+    return Desired("convai", models, consumers, s.prune, s.fallback_model,
+                   loaded.where("settings", "fallback_model"), s.max_deregister, m.builtins(),
+                   variant=s.api_dialect)
+
+
+def _model_fields(spec: ModelSpec) -> dict[str, Any]:
+    out = {"model_name": spec.model_name, "base_url": spec.base_url,
+           "display_name": spec.display_name, "is_uncensored": spec.is_uncensored}
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def cross_check(loaded: LoadedManifest) -> list[str]:
+    """Checks that span several objects: uniqueness and references."""
+    m, where = loaded.manifest, loaded.where
+    problems: list[str] = []
+    builtins = m.builtins()
+    seen: dict[Any, int] = {}
+    display: dict[str, int] = {}
+    for i, model in enumerate(m.models):
+        group = model.model_group_name
+        if group in seen:
+            problems.append(f"{where('models', i, 'model_group_name')}: duplicate model_group_name "
+                            f"'{group}' (also models[{seen[group]}]); each model must be listed once")
+        seen.setdefault(group, i)
+        if group in builtins:
+            problems.append(f"{where('models', i, 'model_group_name')}: model_group_name '{group}' "
+                            "is a built-in model code; choose another name for your custom model")
+        if model.display_name is not None:
+            if model.display_name in display:
+                problems.append(f"{where('models', i, 'display_name')}: display_name "
+                                f"'{model.display_name}' is also used by models[{display[model.display_name]}]; "
+                                "Convai requires display names to be unique per account")
+            display.setdefault(model.display_name, i)
+    known = set(seen) | builtins
+    chars: dict[str, int] = {}
+    for i, char in enumerate(m.characters):
+        if char.char_id in chars:
+            problems.append(f"{where('characters', i, 'char_id')}: duplicate char_id '{char.char_id}' "
+                            f"(also characters[{chars[char.char_id]}]); list each character once")
+        chars.setdefault(char.char_id, i)
+        if char.model_group_name not in known:
+            problems.append(f"{where('characters', i, 'model_group_name')}: "
+                            f"{unknown_model(char.model_group_name, known)}")
+    fb = m.settings.fallback_model
+    if fb is not None and fb not in known:
+        problems.append(f"{where('settings', 'fallback_model')}: fallback_{unknown_model(fb, known)}")
+    return problems

@@ -1,0 +1,1 @@
+"""LangBot adapter: LLM models and the pipelines that use them."""

@@ -1,0 +1,19 @@
+"""The platforms convai-sync can manage: one line each. An adapter is imported
+only when a manifest or a command names its platform."""
+from __future__ import annotations
+
+import importlib
+
+from .base import Platform
+
+_ADAPTERS = {
+    "convai": "convai_sync.providers.convai",
+    "langbot": "convai_sync.providers.langbot",
+    "vapi": "convai_sync.providers.vapi",
+}
+NAMES = tuple(_ADAPTERS)
+
+
+def platform(name: str) -> Platform:
+    """The adapter registered under `name` (KeyError for an unknown one)."""
+    return importlib.import_module(_ADAPTERS[name]).PLATFORM

@@ -1,0 +1,1 @@
+"""Vapi adapter: custom-LLM credentials and the assistants that use them."""
