@@ -61,8 +61,9 @@ def plan(manifest_path: str, fmt: str, detailed_exitcode: bool, out_file: str | 
     loaded = load_manifest(manifest_path)
     resolved = manifest_secrets(loaded, opts["emulator"], strict=False)
     with open_account(target(opts, loaded.desired.variant), loaded.platform) as client:
-        live = read_live(loaded, client)
-        result = make_plan(loaded, client, options(opts), live=live)
+        state = sync_state(loaded.path, client, options(opts))
+        live = read_live(loaded, client, state)
+        result = make_plan(loaded, client, options(opts), state, live)
         account = account_label(opts, client)
     emit_plan(result, fmt, source=manifest_path, **markdown)
     if out_file:

@@ -42,7 +42,8 @@ def apply_saved_plan(plan_file: str, auto_approve: bool, report_file: str | None
     keys = saved.keys(os.environ, EMULATOR_SECRET if opts["emulator"] else None)
     target_platform = platform_named(saved.plan.platform)
     with open_account(target(opts, saved.plan.dialect), target_platform) as client:
-        live = read_live_for(saved, client)
+        state = sync_state(saved.manifest_path, client, options(opts))
+        live = read_live_for(saved, client, state, loaded)
         reasons = saved.live_reasons(live)
         if reasons:
             raise saved.stale_error(reasons)
@@ -52,7 +53,6 @@ def apply_saved_plan(plan_file: str, auto_approve: bool, report_file: str | None
                        "whose live state matches the plan.", err=True)
         builtins = loaded.desired.builtins if loaded else target_platform.builtins() | saved.builtin_models
         saved.plan.verify_order(live, builtins)
-        state = sync_state(saved.manifest_path, client, options(opts))
         if not run_apply(saved.plan, client, keys, state, opts, auto_approve, report_file):
             return
         if loaded is not None:
@@ -87,8 +87,9 @@ def drift_command(manifest_path: str, fmt: str, **opts: Any) -> None:
     markdown = markdown_settings(opts)
     loaded = load_manifest(manifest_path)
     with open_account(target(opts, loaded.desired.variant), loaded.platform) as client:
-        live = read_live(loaded, client)
-        result = make_plan(loaded, client, reporting(options(opts)), live=live)
+        state = sync_state(loaded.path, client, options(opts))
+        live = read_live(loaded, client, state)
+        result = make_plan(loaded, client, reporting(options(opts)), state, live)
         caps = client.capabilities()
     unchecked = unchecked_fields(loaded, live, caps)
     if fmt == "json":

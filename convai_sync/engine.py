@@ -43,8 +43,8 @@ def sync_state(manifest_path: str | None, client: Client, options: Options) -> S
     return SyncState.load(path, client.base_url)
 
 
-def read_live(loaded: LoadedManifest, client: Client) -> LiveState:
-    live = client.read_state(loaded.desired.variant, loaded.desired)
+def read_live(loaded: LoadedManifest, client: Client, state: SyncState) -> LiveState:
+    live = client.read_state(loaded.desired.variant, loaded.desired, state.memo)
     caps = client.capabilities()
     log.info("read %d models and %d %s in %d requests (%s)", len(live.models), len(live.consumers),
              caps.consumers(len(live.consumers)), live.requests, live.dialect)
@@ -55,8 +55,9 @@ def make_plan(loaded: LoadedManifest, client: Client, options: Options,
               state: SyncState | None = None, live: LiveState | None = None) -> Plan:
     """The plan from `live` (read now when not given)."""
     state = state or sync_state(loaded.path, client, options)
-    live = live or read_live(loaded, client)
-    return build_plan(loaded, live, options.brakes, state.versions, state.parked)
+    live = live or read_live(loaded, client, state)
+    plan = build_plan(loaded, live, options.brakes, state.versions, state.parked)
+    return plan
 
 
 def apply_plan(plan: Plan, client: Client, keys: Keys, state: SyncState, options: Options,
@@ -65,7 +66,7 @@ def apply_plan(plan: Plan, client: Client, keys: Keys, state: SyncState, options
     let the platform tidy what this apply left behind."""
     report = execute(plan, client, keys, parallelism=options.parallelism, progress=progress)
     record_applied(state, plan, report)
-    state.ids = {**state.ids, **client.identities()}
+    state.memo = client.memo()
     report.notes = client.finish() if report.ok else []
     if state.worth_saving(plan):
         state.save()

@@ -44,3 +44,4 @@ class LiveState:
     consumers: dict[str, ConsumerState] = field(default_factory=dict)
     requests: int = 0
     platform: str = "convai"
+    warnings: list[str] = field(default_factory=list)  # what the adapter saw and left alone

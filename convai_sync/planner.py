@@ -66,7 +66,8 @@ def plan_desired(desired: Desired, live: LiveState, caps: Capabilities, brakes: 
     """The full plan, or PlanError listing every reason it cannot be made safely.
     `key_versions` is the api_key_version last applied per model, `parked` the
     unmanaged consumers an earlier run left on the fallback (see state.py)."""
-    work = _Work(desired, live, caps, key_versions=dict(key_versions or {}), parked=dict(parked or {}))
+    work = _Work(desired, live, caps, key_versions=dict(key_versions or {}), parked=dict(parked or {}),
+                 warnings=list(live.warnings))
     _plan_models(work)
     _plan_deregistrations(work)
     _plan_consumers(work)

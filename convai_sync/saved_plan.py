@@ -25,7 +25,8 @@ from .fingerprint import live_differences, live_fingerprint, manifest_fingerprin
 from .manifest import LoadedManifest, load_manifest, resolve_keys
 from .model import LiveState
 from .plan import FORMAT_VERSION, Action, Plan
-from .providers.base import Capabilities
+from .providers.base import Capabilities, Client
+from .state import SyncState
 from .providers.registry import platform
 from .secrets import Secret
 
@@ -111,10 +112,11 @@ class SavedPlan:
         return secrets.keys
 
 
-def read_live_for(saved: SavedPlan, client: Any) -> LiveState:
+def read_live_for(saved: SavedPlan, client: Client, state: SyncState,
+                  loaded: LoadedManifest | None) -> LiveState:
     """Read the account the way the plan did; a dialect that is gone is staleness."""
     try:
-        return client.read_state(saved.api_dialect, None)
+        return client.read_state(saved.api_dialect, loaded.desired if loaded else None, state.memo)
     except ApiError as e:
         if e.status == 404 and saved.api_dialect != "auto":
             raise saved.stale_error([f"the account no longer answers the {saved.api_dialect} "

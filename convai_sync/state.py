@@ -41,7 +41,7 @@ class SyncState:
     account: str
     versions: dict[str, int] = field(default_factory=dict)
     parked: dict[str, str] = field(default_factory=dict)
-    ids: dict[str, str] = field(default_factory=dict)  # model -> server id (LangBot uuids)
+    memo: dict[str, Any] = field(default_factory=dict)  # the platform adapter's own records
     _doc: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -55,14 +55,14 @@ class SyncState:
             entry = doc.get("accounts", {}).get(account, {})
             versions = {str(k): int(v) for k, v in entry.get("api_key_versions", {}).items()}
             parked = {str(k): str(v) for k, v in entry.get("parked_characters", {}).items()}
-            ids = {str(k): str(v) for k, v in entry.get("ids", {}).items()}
+            memo = dict(entry.get("platform", {}))
         except (ValueError, AttributeError, TypeError) as e:
             raise ConvaiSyncError(f"{path}: not a convai-sync state file ({e}); fix or delete it "
                                   "(deleting it only means key versions are adopted again)") from None
-        return cls(path, account, versions, parked, ids, doc)
+        return cls(path, account, versions, parked, memo, doc)
 
     def worth_saving(self, plan: Any) -> bool:
-        return bool(plan.meta.get("api_key_versions") or self.parked or self.ids
+        return bool(plan.meta.get("api_key_versions") or self.parked or self.memo
                     or (self.path and self.path.exists()))
 
     def save(self) -> None:
@@ -73,8 +73,8 @@ class SyncState:
         entry: dict[str, Any] = {"api_key_versions": dict(sorted(self.versions.items()))}
         if self.parked:
             entry["parked_characters"] = dict(sorted(self.parked.items()))
-        if self.ids:
-            entry["ids"] = dict(sorted(self.ids.items()))
+        if self.memo:
+            entry["platform"] = self.memo
         doc.setdefault("accounts", {})[self.account] = entry
         tmp = self.path.with_name(self.path.name + ".tmp")
         try:

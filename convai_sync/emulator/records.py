@@ -27,10 +27,14 @@ class OrphanEvent:
     model_group_name: str
 
 
+SECRET_KEYS = frozenset({"api_key", "api_keys", "apiKey", "clientSecret"})  # every platform's
+
+
 def redact(value: Any) -> Any:
-    """A copy of `value` with every "api_key" value replaced, at any depth."""
+    """A copy of `value` with every secret value (any platform's key names)
+    replaced, at any depth."""
     if isinstance(value, dict):
-        return {k: SENSITIVE if k == "api_key" else redact(v) for k, v in value.items()}
+        return {k: SENSITIVE if k in SECRET_KEYS else redact(v) for k, v in value.items()}
     if isinstance(value, list):
         return [redact(v) for v in value]
     return value

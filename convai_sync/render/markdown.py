@@ -10,11 +10,10 @@ note saying where the full plan is.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Callable
 
 from ..drift import Unchecked
-from ..plan import Action, Change, Plan
+from ..plan import Change, Plan
 from ..providers.registry import platform
 from .values import count, headline, show
 
@@ -27,15 +26,6 @@ MAX_LISTED = 20
 
 _VERBS = {"replace": "must be replaced (deregister, then register)"}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
-@dataclass(frozen=True)
-class Unchecked:
-    """A field the API does not return, so it can never be compared."""
-
-    field: str
-    reason: str
-    models: tuple[str, ...]
 
 
 def render_plan_markdown(plan: Plan, *, source: str | None = None, limit: int | None = DEFAULT_LIMIT,

@@ -155,7 +155,7 @@ class ConvaiClient:
     def finish(self) -> list[str]:
         return []
 
-    def identities(self) -> dict[str, str]:
+    def memo(self) -> dict[str, Any]:
         return {}  # Convai names models by model_group_name: nothing to remember
 
     # -- characters ----------------------------------------------------------
@@ -204,7 +204,8 @@ class ConvaiClient:
 
     # -- whole account -------------------------------------------------------
 
-    def read_state(self, preferred_dialect: str = "auto", desired: Desired | None = None) -> LiveState:
+    def read_state(self, preferred_dialect: str = "auto", desired: Desired | None = None,
+                   memo: dict[str, Any] | None = None) -> LiveState:
         start = self.requests
         dialect, models = self.detect_dialect(preferred_dialect)
         live = LiveState(dialect.name, {m.name: m for m in map(_model_state, models)},

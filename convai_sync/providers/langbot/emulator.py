@@ -31,7 +31,9 @@ import httpx
 from convai_sync.emulator.base import AppEmulator, OrphanCheck, Reply, Request
 from convai_sync.emulator.faults import FAULT_MESSAGES, Faults, retry_after_header
 from convai_sync.providers.langbot.emulator_seed import (
-    default_pipeline_config, normalize_seed, pipeline_config, resolve_model_ref)
+    default_pipeline_config, langbot_demo_seed, normalize_seed, pipeline_config, resolve_model_ref)
+
+__all__ = ["BUILTIN_PROVIDER_UUID", "LangBotEmulator", "langbot_demo_seed"]
 
 VERSION = "v4.11.2"
 BUILTIN_PROVIDER_UUID = "00000000-0000-0000-0000-000000000000"

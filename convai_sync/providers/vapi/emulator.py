@@ -23,8 +23,6 @@ from typing import Any
 
 from convai_sync.emulator.base import AppEmulator, OrphanCheck, Reply, Request
 from convai_sync.emulator.faults import FAULT_MESSAGES, Faults, retry_after_header
-from convai_sync.emulator.records import SENSITIVE
-from convai_sync.emulator.server import Response
 from convai_sync.providers.vapi.emulator_seed import (SECRET_KEYS, UUID_RE, check_assistant,
                                                       check_credential_create,
                                                       check_credential_update, iso_ms,
@@ -73,15 +71,6 @@ def _scrub(value: Any) -> Any:
     if isinstance(value, list):
         return [_scrub(v) for v in value]
     return copy.deepcopy(value)
-
-
-def _redact(value: Any) -> Any:
-    """Like records.redact, for Vapi's secret keys: the request log never holds a secret."""
-    if isinstance(value, dict):
-        return {k: SENSITIVE if k in SECRET_KEYS else _redact(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_redact(v) for v in value]
-    return value
 
 
 class VapiEmulator(AppEmulator):
@@ -164,14 +153,6 @@ class VapiEmulator(AppEmulator):
             if hit:
                 out[aid] = hit[0]
         return out
-
-    # The request log holds bodies: scrub Vapi's secret keys on every path into it.
-    def _serve_locked(self, request: Request, logged: dict | None) -> Response | None:
-        return super()._serve_locked(request, _redact(logged))
-
-    def _record(self, path: str, body: dict | None, status: int | None, committed: bool,
-                fault: str | None) -> int:
-        return super()._record(path, _redact(body), status, committed, fault)
 
     # --- credentials ---------------------------------------------------------------------
 
