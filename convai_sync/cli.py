@@ -62,7 +62,7 @@ def plan(manifest_path: str, fmt: str, detailed_exitcode: bool, out_file: str | 
     resolved = manifest_secrets(loaded, opts["emulator"], strict=False)
     with open_account(target(opts, loaded.desired.variant), loaded.platform) as client:
         state = sync_state(loaded.path, client, options(opts))
-        live = read_live(loaded, client, state)
+        live = read_live(loaded, client, state, options(opts))
         result = make_plan(loaded, client, options(opts), state, live)
         account = account_label(opts, client)
     emit_plan(result, fmt, source=manifest_path, **markdown)

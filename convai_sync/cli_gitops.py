@@ -88,7 +88,7 @@ def drift_command(manifest_path: str, fmt: str, **opts: Any) -> None:
     loaded = load_manifest(manifest_path)
     with open_account(target(opts, loaded.desired.variant), loaded.platform) as client:
         state = sync_state(loaded.path, client, options(opts))
-        live = read_live(loaded, client, state)
+        live = read_live(loaded, client, state, options(opts))
         result = make_plan(loaded, client, reporting(options(opts)), state, live)
         caps = client.capabilities()
     unchecked = unchecked_fields(loaded, live, caps)

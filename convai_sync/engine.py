@@ -7,8 +7,9 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from .account import EMULATOR_SECRET
 from .executor import ApplyReport, Keys, Progress, execute
-from .manifest import LoadedManifest, ResolvedSecrets, resolve_secrets
+from .manifest import LoadedManifest, resolve_secrets
 from .model import LiveState
 from .plan import Plan
 from .planner import Brakes, build_plan
@@ -28,10 +29,6 @@ class Options:
     parallelism: int = 10
 
 
-def secrets(loaded: LoadedManifest, placeholder: str | None) -> ResolvedSecrets:
-    return resolve_secrets(loaded, placeholder=placeholder)
-
-
 def sync_state(manifest_path: str | None, client: Client, options: Options) -> SyncState:
     """What earlier applies recorded for this account (in memory only on the emulator)."""
     if options.emulator:
@@ -43,7 +40,12 @@ def sync_state(manifest_path: str | None, client: Client, options: Options) -> S
     return SyncState.load(path, client.base_url)
 
 
-def read_live(loaded: LoadedManifest, client: Client, state: SyncState) -> LiveState:
+def read_live(loaded: LoadedManifest, client: Client, state: SyncState,
+              options: Options) -> LiveState:
+    """One read of the account. Keys the environment holds go along, for
+    platforms that return keys and so can tell when one differs (never printed)."""
+    placeholder = EMULATOR_SECRET if options.emulator else None
+    loaded.desired.keys = resolve_secrets(loaded, placeholder=placeholder).keys
     live = client.read_state(loaded.desired.variant, loaded.desired, state.memo)
     caps = client.capabilities()
     log.info("read %d models and %d %s in %d requests (%s)", len(live.models), len(live.consumers),
@@ -55,7 +57,7 @@ def make_plan(loaded: LoadedManifest, client: Client, options: Options,
               state: SyncState | None = None, live: LiveState | None = None) -> Plan:
     """The plan from `live` (read now when not given)."""
     state = state or sync_state(loaded.path, client, options)
-    live = live or read_live(loaded, client, state)
+    live = live or read_live(loaded, client, state, options)
     plan = build_plan(loaded, live, options.brakes, state.versions, state.parked)
     return plan
 

@@ -97,7 +97,8 @@ def _registration(work: _Work, spec: DesiredModel) -> dict[str, Any]:
 def _model_change(work: _Work, spec: DesiredModel, action: Action, phase: Phase,
                   before: dict[str, Any] | None, after: dict[str, Any], fields: tuple[str, ...],
                   **extra: Any) -> None:
-    sends = action in (Action.REGISTER, Action.REPLACE) or work.caps.secret_field in fields
+    sends = (action in (Action.REGISTER, Action.REPLACE) or work.caps.secret_field in fields
+             or bool(work.caps.key_bound.intersection(fields)))
     work.changes.append(Change(Resource.MODEL, spec.name, action, phase, before, after, fields,
                                sends_key=sends, **extra))
 

@@ -27,7 +27,9 @@ and the emulator follows it):
 7. An inline `provider` together with `provider_uuid` on create: the inline
    provider wins.
 8. Unknown routes and wrong methods are Quart's HTML 404/405, before any auth.
-9. Model list order is by name (the doc: "observed"); ties keep insertion order.
+9. Model (and provider) lists have no defined order: "sorted by name" held for
+   some sets of models and not for others (three models on one provider came back
+   in insertion order on a fresh server). The emulator answers in insertion order.
 """
 from __future__ import annotations
 
@@ -47,7 +49,9 @@ from typing import Any, Iterator
 import httpx
 import pytest
 
-from convai_sync.providers.langbot.emulator import LangBotEmulator
+from convai_sync.emulator.faults import Faults
+from convai_sync.errors import ConvaiSyncError
+from convai_sync.providers.langbot.emulator import LangBotEmulator, langbot_demo_seed
 from langbot_server import LangBotServer, find_langbot
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "langbot_pipeline_config.json"
@@ -222,6 +226,10 @@ def test_envelope_and_auth(langbot: Target, api: Api) -> None:
         assert (r.status_code, r.json()) == (401, NO_AUTH)
         r = raw.get(langbot.url + f"{PIPELINES}/{uuidlib.uuid4()}")
         assert (r.status_code, r.json()) == (401, NO_AUTH)  # auth before the 404
+        # Routing comes before auth: an unknown route or method needs no key.
+        assert raw.get(langbot.url + "/api/v1/no-such-route").status_code == 404
+        assert raw.put(langbot.url + MODELS, json={}).status_code == 405
+        assert raw.get(langbot.url + "/api/v1/system/info").json()["data"]["version"] == "v4.11.2"
 
 
 def test_bodies_that_are_not_a_json_object_are_500(api: Api) -> None:
@@ -254,7 +262,8 @@ def test_model_crud_round_trip(api: Api) -> None:
     assert STAMP.match(got["created_at"]) and STAMP.match(got["updated_at"])
     provider = got["provider"]
     assert provider["uuid"] == got["provider_uuid"] and provider["name"] == "127.0.0.1:9"
-    assert (provider["requester"], provider["base_url"], provider["api_keys"]) == (REQUESTER, api.url(), ["sk-test-1"])
+    assert (provider["requester"], provider["base_url"]) == (REQUESTER, api.url())
+    assert provider["api_keys"] == ["sk-test-1"]
     listed = [x for x in ok(api.get(MODELS))["models"] if x["uuid"] == m]
     assert listed == [got]
     by_provider = ok(api.get(MODELS, params={"provider_uuid": got["provider_uuid"]}))["models"]
@@ -267,13 +276,6 @@ def test_model_crud_round_trip(api: Api) -> None:
         assert (r.status_code, r.json()) == (404, NOT_FOUND)
     r = api.get(MODELS, params={"provider_uuid": str(uuidlib.uuid4())})
     assert (r.status_code, r.json()) == (404, NOT_FOUND)
-
-
-def test_model_list_is_sorted_by_name(api: Api) -> None:
-    for label in ("zeta", "alpha", "mid"):
-        api.create_model(name=f"{api.token}-{label}")
-    names = [m["name"] for m in api.mine(ok(api.get(MODELS))["models"])]
-    assert names == sorted(names) and len(names) == 3
 
 
 def test_secrets_in_clear_unless_include_secret_false(api: Api) -> None:
@@ -292,7 +294,7 @@ def test_secrets_in_clear_unless_include_secret_false(api: Api) -> None:
     assert provider[0]["api_keys"] == ["***", "***"]
     for path in (MODELS, f"{MODELS}/{m}", PROVIDERS):
         r = api.get(path, params={"include_secret": "yes"})
-        assert (r.status_code, r.json()) == (400, {"code": -1, "msg": "include_secret must be either true or false"})
+        error(r, 400, "include_secret must be either true or false")
 
 
 def test_put_is_a_partial_top_level_merge(api: Api) -> None:
@@ -314,16 +316,26 @@ def test_put_is_a_partial_top_level_merge(api: Api) -> None:
     ok(api.put(f"{MODELS}/{m}", echo))
 
 
-def test_updated_at_moves_on_put(api: Api) -> None:
+def test_updated_at_moves_on_put_and_pipelines_sort_by_time(api: Api) -> None:
     m = api.create_model()
     p = api.create_pipeline()
     before_m, before_p = api.model(m), api.pipeline(p)
     time.sleep(1.05)  # second resolution
+    q = api.create_pipeline("q")
     ok(api.put(f"{MODELS}/{m}", {"context_length": 1}))
-    ok(api.put(f"{PIPELINES}/{p}", {"description": "d"}))
-    after_m, after_p = api.model(m), api.pipeline(p)
+    after_m = api.model(m)
     assert after_m["created_at"] == before_m["created_at"] and after_m["updated_at"] > before_m["updated_at"]
+
+    def order(**params: str) -> list[str]:
+        return [x["uuid"] for x in api.mine(ok(api.get(PIPELINES, params=params))["pipelines"])]
+
+    assert order() == [q, p] == order(sort_by="created_at", sort_order="DESC")  # the default
+    assert order(sort_order="ASC") == [p, q]
+    time.sleep(1.05)
+    ok(api.put(f"{PIPELINES}/{p}", {"description": "d"}))
+    after_p = api.pipeline(p)
     assert after_p["created_at"] == before_p["created_at"] and after_p["updated_at"] > before_p["updated_at"]
+    assert order(sort_by="updated_at") == [p, q] and order() == [q, p]
 
 
 def test_unknown_and_read_only_keys_are_500(api: Api) -> None:
@@ -337,6 +349,8 @@ def test_unknown_and_read_only_keys_are_500(api: Api) -> None:
     internal_error(api.post(MODELS, {"provider": api.inline()}))  # no name: NOT NULL
     internal_error(api.post(MODELS, {"name": api.name("x")}))  # no provider at all
     internal_error(api.post(MODELS, {}))
+    internal_error(api.post(MODELS, {"name": [api.name("list")], "provider": api.inline()}))  # not a scalar
+    internal_error(api.post(MODELS, {"name": api.name("ctx"), "provider": api.inline(), "context_length": [1]}))
     assert [x["uuid"] for x in api.mine(ok(api.get(MODELS))["models"])] == [m]
 
 
@@ -357,7 +371,8 @@ def test_model_bad_inputs(api: Api) -> None:
     # A requester that is not for LLMs: 400; one that does not exist: 500. Both leave a provider.
     error(api.post(MODELS, {"name": name, "provider": {**api.inline(), "requester": "jina-rerank"}}), 400,
           "Provider jina-rerank does not support llm models")
-    internal_error(api.post(MODELS, {"name": name, "provider": {**api.inline(), "requester": "no-such-requester"}}))
+    unknown = {**api.inline(), "requester": "no-such-requester"}
+    internal_error(api.post(MODELS, {"name": name, "provider": unknown}))
     left = sorted(p["requester"] for p in api.my_providers())
     assert left == ["jina-rerank", "no-such-requester", REQUESTER]  # the 400s above left the third
     assert not api.mine(ok(api.get(MODELS))["models"])
@@ -365,10 +380,12 @@ def test_model_bad_inputs(api: Api) -> None:
 
 def test_non_string_name_breaks_reads_until_deleted(api: Api) -> None:
     good = api.create_model()
-    bad = ok(api.post(MODELS, {"name": 123, "provider": api.inline(["sk-int"])}))["uuid"]
+    shared = api.model(good)["provider_uuid"]
+    bad = ok(api.post(MODELS, {"name": 123, "provider_uuid": shared}))["uuid"]
     try:
         internal_error(api.get(MODELS))
         internal_error(api.get(f"{MODELS}/{bad}"))
+        internal_error(api.get(MODELS, params={"provider_uuid": shared}))
         internal_error(api.put(f"{MODELS}/{bad}", {"name": api.name("fixed")}))  # cannot repair it
         assert api.model(good)["uuid"] == good  # the other models still read one by one
     finally:
@@ -415,10 +432,14 @@ def test_inline_provider_is_find_or_create_and_providers_pile_up(api: Api) -> No
     assert rotated["provider"]["api_keys"] == ["k-rotated"]
     assert ok(api.get(f"{PROVIDERS}/{shared}"))["provider"]["llm_count"] == 3
     error(api.put(f"{MODELS}/{a}", {"provider": api.inline(["***"])}), 400, "Masked secret has no existing value")
+    # The provider is found or created before the PUT fails on an unknown key.
+    internal_error(api.put(f"{MODELS}/{a}", {"description": "x", "provider": api.inline(["k-leak"])}))
+    assert api.model(a)["provider"]["api_keys"] == ["k-rotated"]
+    assert [p["llm_count"] for p in api.my_providers() if p["api_keys"] == ["k-leak"]] == [0]
     for x in (a, b, c, d, e):
         ok(api.delete(f"{MODELS}/{x}"))
     counts = {p["uuid"]: p["llm_count"] for p in api.my_providers()}
-    assert len(counts) == 3 and set(counts.values()) == {0}  # orphans: never deleted with their models
+    assert len(counts) == 4 and set(counts.values()) == {0}  # orphans: never deleted with their models
 
 
 def test_provider_crud_and_delete_refused_while_in_use(api: Api) -> None:
@@ -452,6 +473,10 @@ def test_provider_crud_and_delete_refused_while_in_use(api: Api) -> None:
     internal_error(api.post(PROVIDERS, {"name": api.name("nourl"), "requester": REQUESTER}))
     internal_error(api.post(PROVIDERS, {"name": api.name("x"), "requester": REQUESTER, "base_url": api.url(),
                                         "llm_count": 1}))
+    # An unknown requester: the PUT commits, then reloading the provider fails.
+    internal_error(api.put(f"{PROVIDERS}/{q['uuid']}", {"requester": "no-such"}))
+    assert ok(api.get(f"{PROVIDERS}/{q['uuid']}"))["provider"]["requester"] == "no-such"
+    ok(api.delete(f"{PROVIDERS}/{q['uuid']}"))
 
 
 # --- pipelines ----------------------------------------------------------------------------
@@ -620,3 +645,69 @@ def test_model_test_calls_the_upstream(api: Api, upstream: tuple[str, list]) -> 
     closed = api.create_model("c", provider=api.inline(["kA"], base_url=f"http://127.0.0.1:9/{api.token}/v1"))
     error(api.post(f"{MODELS}/{closed}/test", {}), 400, "Model request failed: Unknown error",
           code="model_test_failed")
+
+
+# --- the emulator alone: seeds, snapshots, faults ---------------------------------------------
+
+def test_emulator_demo_seed_and_snapshots() -> None:
+    with LangBotEmulator(seed=langbot_demo_seed()) as emu:
+        models, providers, pipelines = emu.models(), emu.providers(), emu.pipelines()
+        assert len(models) == 3 and len(pipelines) == 4
+        assert len(providers) == 4 and BUILTIN in providers  # the two vllm keys: two providers
+        on = {p["name"]: p["config"]["ai"]["runner_config"][RUNNER]["model"]["primary"]
+              for p in pipelines.values()}
+        by_name = {m["name"]: uuid for uuid, m in models.items()}
+        assert on["Trickster Pell"] == by_name["mistralai/Mixtral-8x7B-Instruct-v0.1"]
+        template = json.loads(FIXTURE.read_text("utf-8"))
+        for p in pipelines.values():
+            assert {k: v for k, v in p["config"].items() if k != "ai"} == {
+                k: v for k, v in template.items() if k != "ai"}
+        models[next(iter(models))]["name"] = "changed"  # snapshots are copies
+        assert "changed" not in [m["name"] for m in emu.models().values()]
+        with httpx.Client(base_url=emu.url, headers={"X-API-Key": "emulator-key"}) as http:
+            listed = ok(http.get(PIPELINES))["pipelines"]
+            assert {p["uuid"] for p in listed} == set(pipelines)
+            ok(http.delete(f"{MODELS}/{by_name['mistralai/Mixtral-8x7B-Instruct-v0.1']}"))
+        pell = [u for u, p in pipelines.items() if p["name"] == "Trickster Pell"]
+        assert [astuple(e)[2:] for e in emu.orphan_events] == [
+            (pell[0], by_name["mistralai/Mixtral-8x7B-Instruct-v0.1"])]
+
+
+def test_emulator_seed_format() -> None:
+    seed = {"models": [{"name": "gpt-4o", "base_url": "https://a.example/v1", "api_keys": ["k"],
+                        "uuid": "11111111-1111-4111-8111-111111111111", "extra_args": {"temperature": 0.1}},
+                       {"name": "gpt-4o-mini", "base_url": "https://a.example/v1", "api_keys": "k"}],
+            "pipelines": [{"name": "A", "model": "gpt-4o-mini", "prompt": "Be A."},
+                          {"name": "B", "model": "11111111-1111-4111-8111-111111111111"},
+                          {"name": "C", "model": "22222222-2222-4222-8222-222222222222"}]}  # dangling
+    emu = LangBotEmulator(seed=seed)
+    models, pipelines = emu.models(), emu.pipelines()
+    assert len({m["provider_uuid"] for m in models.values()}) == 1  # find-or-create, as the server
+    primaries = {p["name"]: p["config"]["ai"]["runner_config"][RUNNER] for p in pipelines.values()}
+    mini = [u for u, m in models.items() if m["name"] == "gpt-4o-mini"][0]
+    assert primaries["A"]["model"]["primary"] == mini
+    assert primaries["A"]["prompt"] == [{"role": "system", "content": "Be A."}]
+    assert primaries["B"]["model"]["primary"] == "11111111-1111-4111-8111-111111111111"
+    assert primaries["C"]["model"]["primary"] == "22222222-2222-4222-8222-222222222222"
+    for bad in ({"models": [{"name": "x"}]}, {"pipelines": [{"name": "P", "model": "nobody"}]},
+                {"models": [], "extra": 1}, {"models": [{"name": "x", "base_url": "u", "api_keys": [1]}]}):
+        with pytest.raises(ConvaiSyncError):
+            LangBotEmulator(seed=bad)
+
+
+def test_emulator_fault_replies_use_the_langbot_envelope() -> None:
+    with LangBotEmulator(faults=Faults(rate=1.0, seed=3)) as emu:
+        with httpx.Client(base_url=emu.url, headers={"X-API-Key": "emulator-key"}, timeout=5) as http:
+            seen = set()
+            for _ in range(30):
+                try:
+                    r = http.get(MODELS)
+                except httpx.HTTPError:
+                    seen.add("drop")
+                    continue
+                seen.add(r.status_code)
+                body = r.json()
+                assert set(body) >= {"code", "msg"} and body["code"] != 0
+                if r.status_code == 500:
+                    assert body["code"] == "internal_error" and r.headers["X-Request-Id"] == body["request_id"]
+            assert {429, 500, 502, 503} <= seen

@@ -36,6 +36,7 @@ class Capabilities:
     consumer_key: str = "id"         # the manifest key of a consumer's id ("char_id", ...)
     unique_fields: frozenset[str] = frozenset()  # model fields unique per account
     key_readable: bool = False       # the API returns keys, so key drift can be seen
+    key_bound: frozenset[str] = frozenset()  # fields whose change must send the key again
 
     @property
     def unreadable(self) -> tuple[str, ...]:
@@ -54,6 +55,7 @@ class DesiredModel:
     where: str                       # FILE:LINE of its entry
     key_version: int | None = None
     protect: bool = False
+    server_id: str | None = None     # a pin to one live object, where names are not unique
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,8 @@ class Desired:
     builtins: frozenset[str] = frozenset()
     implied: dict[str, dict[str, Any]] = field(default_factory=dict)  # binding fields a model implies
     variant: str = "auto"            # the API variant the manifest asks for
+    keys: dict[str, Sequence["Secret"]] = field(default_factory=dict)  # resolved, where known;
+    # set by the engine before a read, for platforms that return keys (key drift)
 
     def model(self, name: str) -> DesiredModel | None:
         return self._by_name.get(name)

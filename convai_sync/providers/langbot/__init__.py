@@ -1,1 +1,39 @@
-"""LangBot adapter: LLM models and the pipelines that use them."""
+"""LangBot adapter: LLM models and the pipelines that use them (LangBot 4.11)."""
+from __future__ import annotations
+
+from typing import Any
+
+from ..base import Capabilities, Platform
+from .client import MODEL_FIELDS, LangBotClient
+from .manifest import SECTIONS, LangBotManifest, cross_check, desired
+
+
+def capabilities(variant: str = "langbot") -> Capabilities:
+    fields = frozenset(MODEL_FIELDS)
+    return Capabilities(
+        platform="langbot", variant="langbot", consumer_noun="pipeline", model_ref="model",
+        secret_field="api_keys", model_fields=MODEL_FIELDS,
+        readable=fields | {"api_keys"}, updatable=fields | {"api_keys"}, registrable=fields,
+        binding_fields=(), consumer_key="uuid", key_readable=True,
+        key_bound=frozenset({"requester", "base_url"}))
+
+
+def _emulator(variant: str, seed: dict | None) -> Any:
+    from .emulator import LangBotEmulator
+    from .emulator_seed import langbot_demo_seed
+    return LangBotEmulator(seed=langbot_demo_seed() if seed is None else seed)
+
+
+def _export(*args: Any, **kwargs: Any) -> Any:
+    from .export import export_manifest
+    return export_manifest(*args, **kwargs)
+
+
+PLATFORM = Platform(
+    name="langbot", title="LangBot", consumer_noun="pipeline", model_key="key",
+    env_url="LANGBOT_API_URL", env_key="LANGBOT_API_KEY", default_url="http://127.0.0.1:5300",
+    manifest_model=LangBotManifest, sections=SECTIONS, desired=desired, cross_check=cross_check,
+    capabilities=capabilities, open_client=LangBotClient, emulator=_emulator, export=_export,
+    variants=("langbot",))
+
+__all__ = ["LangBotClient", "PLATFORM", "capabilities"]

@@ -12,6 +12,12 @@ accepted, after which every read of that model (and the list) is a 500 until it
 is deleted; pipeline writes that commit and then fail to load (500, or 400 for
 an unknown long-text strategy); no reference check when a model is deleted.
 
+Simplified: every LLM requester is tested as an OpenAI-style POST to
+{base_url}/chat/completions; reasoning capabilities come from the `reasoning`
+ability alone (the server also asks litellm about the model name); model and
+provider lists come back in insertion order (the server has no ORDER BY, so its
+order varies); unknown routes are JSON 404/405 where the server sends HTML.
+
     with LangBotEmulator(seed=langbot_demo_seed()) as lb:
         httpx.get(f"{lb.url}/api/v1/pipelines", headers={"X-API-Key": "emulator-key"})
         assert lb.orphan_events == []
@@ -566,8 +572,9 @@ class LangBotEmulator(AppEmulator):
 
     def _list_providers(self, request: Request) -> dict:
         include = self._include_secret(request)
-        rows = sorted(self._providers.values(), key=lambda p: str(p["name"]))  # the name index's order
-        return {"providers": [self._provider_out(p, include) for p in rows]}
+        # No ORDER BY on the server: the order depends on SQLite's plan (sometimes by
+        # name, sometimes by insertion). The emulator answers in insertion order.
+        return {"providers": [self._provider_out(p, include) for p in self._providers.values()]}
 
     def _get_provider(self, request: Request, uuid: str) -> dict:
         include = self._include_secret(request)
@@ -641,8 +648,8 @@ class LangBotEmulator(AppEmulator):
                 raise _not_found()
             return {"models": [self._model_out(m, include, nested=False) for m in self._models.values()
                                if m["provider_uuid"] == provider_uuid]}
-        out = [self._model_out(m, include) for m in self._models.values()]
-        return {"models": sorted(out, key=lambda m: m["name"])}  # the name index's order
+        # No ORDER BY, as for providers: insertion order here.
+        return {"models": [self._model_out(m, include) for m in self._models.values()]}
 
     def _get_model(self, request: Request, uuid: str) -> dict:
         include = self._include_secret(request)
@@ -776,9 +783,9 @@ class LangBotEmulator(AppEmulator):
     def _list_pipelines(self, request: Request) -> dict:
         sort_by = _first_arg(request, "sort_by") or "created_at"
         descending = (_first_arg(request, "sort_order") or "DESC") == "DESC"
-        rows = sorted(self._pipelines.values(), key=lambda p: str(p["name"]))
+        rows = list(self._pipelines.values())  # any other sort_by: no ORDER BY
         if sort_by in ("created_at", "updated_at"):  # ties keep insertion order
-            rows = sorted(self._pipelines.values(), key=lambda p: p[sort_by], reverse=descending)
+            rows.sort(key=lambda p: p[sort_by], reverse=descending)
         return {"pipelines": copy.deepcopy(rows)}  # list items carry the full config
 
     def _get_pipeline(self, request: Request, uuid: str) -> dict:

@@ -1,0 +1,128 @@
+"""The LangBot manifest section: LLM models and the pipelines that use them,
+in LangBot's own field names (`name` is the upstream model id, as in its API).
+
+LangBot names are not unique and uuids are assigned by the server, so a model's
+identity in the manifest is its `key` (default: its `name`), which pipelines
+refer to. convai-sync maps keys to uuids itself (see client.py)."""
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, field_validator
+
+from ...manifest import (CommonSettings, LoadedManifest, Name, Strict, env_reference, env_var,
+                         http_url, unknown_model)
+from ...secrets import ENV_REF
+from ..base import Desired, DesiredConsumer, DesiredModel
+
+DEFAULT_REQUESTER = "openai-chat-completions"
+Key = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^@\s]+$")]
+Uuid = Annotated[str, Field(pattern=r"^[0-9a-fA-F-]{36}$")]
+ABILITIES = ("func_call", "vision", "reasoning")
+
+
+class LangBotSettings(CommonSettings):
+    pass
+
+
+class LangBotModel(Strict):
+    key: Key | None = Field(None, description="This manifest's name for the model (pipelines refer "
+                            "to it); never sent to LangBot. Default: name. No '@' or spaces.")
+    name: Name = Field(description="The upstream model id (LangBot's `name`; sent as `model` to "
+                       "the provider).")
+    requester: Name = Field(DEFAULT_REQUESTER, description="LangBot's provider requester.")
+    base_url: Name = Field(description="The provider's OpenAI-compatible base URL.",
+                           json_schema_extra={"pattern": r"^https?://\S+$"})
+    api_keys: list[str] = Field(min_length=1, description="The provider's keys, each only as a "
+                                "${ENV_VAR} reference.",
+                                json_schema_extra={"items": {"pattern": ENV_REF.pattern}})
+    abilities: list[Literal["func_call", "vision", "reasoning"]] = Field(
+        default_factory=list, description="func_call, vision, reasoning.")
+    extra_args: dict[str, Any] = Field(default_factory=dict, description="Merged into every "
+                                       "request body (LangBot keeps temperature here).")
+    context_length: Annotated[int, Field(ge=1)] | None = Field(None, description="The context "
+                                                               "window; absent = leave as it is.")
+    uuid: Uuid | None = Field(None, description="Pin this entry to one live model (only needed "
+                              "when several live models share the name and base_url).")
+    protect: bool = Field(False, description="true: refuse any plan that would delete this model.")
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        return http_url(value)
+
+    @field_validator("api_keys")
+    @classmethod
+    def _references_only(cls, value: list[str]) -> list[str]:
+        return [env_reference(v, "LANGBOT_API_KEY") for v in value]
+
+    @property
+    def identity(self) -> str:
+        return self.key or self.name
+
+
+class LangBotPipeline(Strict):
+    uuid: Uuid = Field(description="The pipeline's uuid (LangBot assigns it).")
+    model: Name = Field(description="The key of a model in models.")
+
+
+class LangBotManifest(Strict):
+    version: Literal[1] = Field(description="The manifest format version; must be 1.")
+    platform: Literal["langbot"] = Field(description="LangBot.")
+    settings: LangBotSettings = Field(default_factory=LangBotSettings, description="All optional.")
+    models: list[LangBotModel] = Field(default_factory=list, description="The LLM models.")
+    pipelines: list[LangBotPipeline] = Field(default_factory=list, description="Which model each "
+                                             "listed pipeline uses.")
+
+
+SECTIONS: dict[tuple[str, ...], type] = {
+    (): LangBotManifest, ("settings",): LangBotSettings, ("models",): LangBotModel,
+    ("pipelines",): LangBotPipeline,
+}
+
+
+def model_fields(spec: LangBotModel) -> dict[str, Any]:
+    out = {"name": spec.name, "requester": spec.requester, "base_url": spec.base_url.rstrip("/"),
+           "abilities": list(spec.abilities), "extra_args": dict(spec.extra_args),
+           "context_length": spec.context_length}
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def desired(loaded: LoadedManifest) -> Desired:
+    m: LangBotManifest = loaded.manifest
+    models = [DesiredModel(spec.identity, model_fields(spec), tuple(env_var(k) for k in spec.api_keys),
+                           loaded.where("models", i), None, spec.protect, spec.uuid)
+              for i, spec in enumerate(m.models)]
+    consumers = [DesiredConsumer(p.uuid, p.model, {}, loaded.where("pipelines", i))
+                 for i, p in enumerate(m.pipelines)]
+    s = m.settings
+    return Desired("langbot", models, consumers, s.prune, s.fallback_model,
+                   loaded.where("settings", "fallback_model"), s.max_deregister, variant="langbot")
+
+
+def cross_check(loaded: LoadedManifest) -> list[str]:
+    m: LangBotManifest = loaded.manifest
+    where = loaded.where
+    problems: list[str] = []
+    keys: dict[str, int] = {}
+    for i, spec in enumerate(m.models):
+        field = "key" if spec.key else "name"
+        if spec.identity in keys:
+            problems.append(f"{where('models', i, field)}: model key '{spec.identity}' is also "
+                            f"models[{keys[spec.identity]}]'s; give one of them another `key:` "
+                            "(LangBot allows duplicate names, the manifest needs a unique key)")
+        keys.setdefault(spec.identity, i)
+    seen: dict[str, int] = {}
+    for i, p in enumerate(m.pipelines):
+        if p.uuid in seen:
+            problems.append(f"{where('pipelines', i, 'uuid')}: duplicate pipeline uuid '{p.uuid}' "
+                            f"(also pipelines[{seen[p.uuid]}]); list each pipeline once")
+        seen.setdefault(p.uuid, i)
+        if p.model not in keys:
+            problems.append(f"{where('pipelines', i, 'model')}: "
+                            f"{unknown_model(p.model, set(keys), builtins=False)}")
+    fb = m.settings.fallback_model
+    if fb is not None and fb not in keys:
+        problems.append(f"{where('settings', 'fallback_model')}: fallback_"
+                        f"{unknown_model(fb, set(keys), builtins=False)}")
+    return problems
