@@ -94,3 +94,20 @@ def assert_no_secret(*texts: str) -> None:
         for value in CANARIES.values():
             assert value not in text
         assert ACCOUNT_KEY not in text
+
+
+@pytest.fixture(scope="session")
+def real_langbot() -> Iterator[object]:
+    """One real LangBot 4.11.2 server for the whole run (installed by
+    .ci/install-langbot). Skipped when it is not installed, unless
+    CONVAI_SYNC_REQUIRE_LANGBOT=1 (CI), where that is a failure."""
+    from langbot_server import LangBotServer, find_langbot
+
+    if find_langbot() is None:
+        if os.environ.get("CONVAI_SYNC_REQUIRE_LANGBOT") == "1":
+            pytest.fail("CONVAI_SYNC_REQUIRE_LANGBOT=1 but the real LangBot is not installed: "
+                        "run .ci/install-langbot")
+        pytest.skip("real LangBot not installed: run .ci/install-langbot to run these tests "
+                    "against a real server too")
+    with LangBotServer() as server:
+        yield server

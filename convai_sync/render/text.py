@@ -29,8 +29,8 @@ def render_plan(plan: Plan, color: bool = False) -> str:
     if plan.empty:
         out.append(paint(plan.summary_line(), "green"))
         return "\n".join(out) + "\n"
-    out.append(f"convai-sync will perform these actions, in this order "
-               f"(dialect: {plan.dialect}):")
+    where = f"dialect: {plan.dialect}" if plan.platform == "convai" else f"platform: {plan.platform}"
+    out.append(f"convai-sync will perform these actions, in this order ({where}):")
     total = len(list(plan.phases()))
     for number, (phase, group) in enumerate(plan.phases(), 1):
         out.append("")

@@ -13,8 +13,8 @@ def show(value: Any) -> str:
         return "(unset)"
     if isinstance(value, str) and value.startswith(SENSITIVE[:-1]):
         return value
-    if isinstance(value, (str, bool)):
-        return json.dumps(value)
+    if isinstance(value, (str, bool, list, dict)):
+        return json.dumps(value, ensure_ascii=False)
     return repr(value) if not isinstance(value, float) else f"{value:g}"
 
 
