@@ -26,7 +26,10 @@ def digest(value: Any) -> str:
 def live_fingerprint(live: LiveState, caps: Capabilities) -> dict[str, dict[str, str]]:
     """{"models": {name: hash}, "characters": {id: hash}}, sorted by id (the
     consumers are under "characters" on every platform: the key is format 1's)."""
-    models = {name: digest(m.known(caps.readable)) for name, m in sorted(live.models.items())}
+    # Key markers depend on which keys the reading process holds (a plan job may
+    # have none): never part of the fingerprint.
+    readable = caps.readable - {caps.secret_field}
+    models = {name: digest(m.known(readable)) for name, m in sorted(live.models.items())}
     consumers = {cid: digest({caps.model_ref: c.model, **c.fields})
                  for cid, c in sorted(live.consumers.items())}
     return {"models": models, "characters": consumers}

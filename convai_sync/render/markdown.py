@@ -36,7 +36,7 @@ def render_plan_markdown(plan: Plan, *, source: str | None = None, limit: int | 
         status = "\u2705 No changes. The account matches the manifest."
     else:
         status = f"{_icon(plan)} **{count(len(plan.changes), 'change')} to apply** " \
-                 f"(dialect `{plan.dialect}`)"
+                 f"({_variant(plan)})"
     return _document(PLAN_MARKER, title, status, plan, [], limit, full_plan_hint, full_plan_url)
 
 
@@ -50,10 +50,16 @@ def render_drift_markdown(plan: Plan, unchecked: list[Unchecked], *, source: str
         status = f"\u2705 **In sync.** The account matches {where}."
     else:
         status = (f"\u26a0\ufe0f **Drift detected:** the account differs from {where} in "
-                  f"{count(len(plan.changes), 'change')} (dialect `{plan.dialect}`). Run apply "
+                  f"{count(len(plan.changes), 'change')} ({_variant(plan)}). Run apply "
                   "to bring it back, or change the manifest to accept what changed.")
     footer = _unchecked_lines(unchecked)
     return _document(DRIFT_MARKER, title, status, plan, footer, limit, full_plan_hint, full_plan_url)
+
+
+def _variant(plan: Plan) -> str:
+    if plan.platform == "convai":
+        return f"dialect `{plan.dialect}`"
+    return f"platform `{plan.platform}`"
 
 
 # -- assembly -----------------------------------------------------------------
