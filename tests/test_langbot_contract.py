@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import re
 import socketserver
 import threading
@@ -52,7 +51,6 @@ import pytest
 from convai_sync.emulator.faults import Faults
 from convai_sync.errors import ConvaiSyncError
 from convai_sync.providers.langbot.emulator import LangBotEmulator, langbot_demo_seed
-from langbot_server import LangBotServer, find_langbot
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "langbot_pipeline_config.json"
 RUNNER = "plugin:langbot-team/LocalAgent/default"
@@ -75,17 +73,6 @@ class Target:
     url: str
     key: str
     emulator: LangBotEmulator | None = None
-
-
-@pytest.fixture(scope="session")
-def real_langbot() -> Iterator[LangBotServer]:
-    if find_langbot() is None:
-        if os.environ.get("CONVAI_SYNC_REQUIRE_LANGBOT") == "1":
-            pytest.fail("CONVAI_SYNC_REQUIRE_LANGBOT=1 but real LangBot is not installed: "
-                        "run .ci/install-langbot")
-        pytest.skip("real LangBot not installed: run .ci/install-langbot")
-    with LangBotServer() as server:
-        yield server
 
 
 @pytest.fixture(params=["emulator", "real"])

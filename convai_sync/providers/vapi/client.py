@@ -68,7 +68,6 @@ class VapiClient:
         self._ids: dict[str, str] = {}                    # model name -> credential id
         self._assistants: dict[str, dict[str, Any]] = {}  # id -> as last read or written
         self._managed: set[str] = set()                   # assistants the baseline covers
-        self._baselines: dict[str, Any] = {}
 
     @property
     def requests(self) -> int:
@@ -101,7 +100,7 @@ class VapiClient:
         warnings: list[str] = []
         models = self._read_credentials(raw_creds, memo.get("ids") or {}, warnings)
         consumers = self._read_assistants(raw_assistants, desired, warnings)
-        self._remember_baselines(desired, memo.get("baselines") or {}, warnings)
+        self._compare_baselines(desired, memo.get("baselines") or {}, warnings)
         live = LiveState("vapi", models, consumers, platform="vapi", warnings=warnings)
         live.requests = self.requests - start
         return live
@@ -153,7 +152,7 @@ class VapiClient:
         with self._lock:
             self._assistants = everyone
         warnings += [_grouped(what, labels) for what, labels in notes.items()]
-        warnings += self._pin_warnings(others)
+        self._other_pins(others, desired, warnings)
         _refuse_other_providers(targets, others)
         return consumers
 
@@ -170,13 +169,25 @@ class VapiClient:
             if any(model.get(k) != v for k, v in desired.implied[named[0]].items()):
                 notes.setdefault(_OFF_MANIFEST, []).append(f"{label(a)} on '{named[0]}'")
 
-    def _pin_warnings(self, others: dict[str, dict[str, Any]]) -> list[str]:
-        return [f"assistant {label(a)} does not run a custom LLM but pins custom-llm credential "
-                f"'{self._creds.names[c]}'; convai-sync will not delete that credential while "
-                "it is pinned" for a in others.values() for c in pins(a) if c in self._creds.names]
+    def _other_pins(self, others: dict[str, dict[str, Any]], desired: Desired | None,
+                    warnings: list[str]) -> None:
+        """Assistants on another provider that pin a custom-llm credential: the
+        plan never moves them, so a credential they pin must not be deleted."""
+        doomed: list[str] = []
+        for a in others.values():
+            for name in pinned_models(a, self._creds)[0]:
+                going = desired is not None and desired.prune and desired.model(name) is None
+                (doomed if going else warnings).append(
+                    f"assistant {label(a)} does not run a custom LLM but pins custom-llm "
+                    f"credential '{name}'" + ("" if going else "; convai-sync leaves that pin alone"))
+        if doomed:
+            raise ConvaiSyncError("prune would delete credentials that assistants convai-sync does "
+                                  "not manage still pin: " + "; ".join(doomed) + ". Remove those "
+                                  "pins in the Vapi dashboard, or list the credentials in the "
+                                  "manifest. Nothing was written")
 
-    def _remember_baselines(self, desired: Desired | None, old: dict[str, Any],
-                            warnings: list[str]) -> None:
+    def _compare_baselines(self, desired: Desired | None, old: dict[str, Any],
+                           warnings: list[str]) -> None:
         """Warn about drift outside the managed fields; keep what to compare with next time."""
         managed = {c.id for c in desired.consumers} if desired else set(old)
         for aid in sorted(managed):
@@ -184,7 +195,7 @@ class VapiClient:
             if a is not None and aid in old and is_custom(a):
                 warnings += drift_warnings(a, old[aid])
         with self._lock:
-            self._managed, self._baselines = managed, dict(old)
+            self._managed = managed
 
     # -- the engine's Client interface ----------------------------------------------
 
