@@ -19,6 +19,7 @@ What LangBot does that shapes this client (../shared/LANGBOT_API.md):
 from __future__ import annotations
 
 import copy
+import threading
 from typing import Any, Sequence
 
 from deepdiff import DeepDiff
@@ -67,6 +68,8 @@ class LangBotClient:
         self._providers: dict[str, str] = {}    # model uuid -> its provider's uuid, as read
         self._touched: set[str] = set()         # providers a write of this run moved off
         self._managed: set[str] = set()         # names that are manifest keys
+        self._guard = threading.Lock()
+        self._locks: dict[tuple[Any, ...], threading.Lock] = {}
 
     @property
     def requests(self) -> int:
@@ -134,19 +137,25 @@ class LangBotClient:
     def register(self, change: Change, secrets: Sequence[Secret]) -> None:
         assert change.after is not None
         body = _model_body(change.after, MODEL_FIELDS, secrets)
-        known = set(self._uuids.values())
-        data = self._data("POST", MODELS, body, f"model '{change.id}'",
-                          landed=lambda: self._adopt_new(change, known))
-        if isinstance(data, dict) and isinstance(data.get("uuid"), str):
-            self._uuids[change.id] = data["uuid"]
+        # Two registers of the same name and base_url are told apart only by
+        # which uuid each already claimed: run them one after the other.
+        with self._lock_for(change.after.get("name"), change.after.get("base_url")):
+            data = self._data("POST", MODELS, body, f"model '{change.id}'",
+                              landed=lambda: self._adopt_new(change))
+            if isinstance(data, dict) and isinstance(data.get("uuid"), str):
+                self._uuids[change.id] = data["uuid"]
 
-    def _adopt_new(self, change: Change, known: set[str]) -> bool:
-        """After a lost reply: did a model with this name and base_url appear?"""
+    def _lock_for(self, *identity: Any) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(identity, threading.Lock())
+
+    def _adopt_new(self, change: Change) -> bool:
+        """After a lost reply: did an unclaimed model with this name and base_url appear?"""
         assert change.after is not None
+        claimed = set(self._uuids.values())
         for m in self.list_models():
-            provider = m.get("provider") or {}
-            if (m["uuid"] not in known and m.get("name") == change.after.get("name")
-                    and str(provider.get("base_url", "")).rstrip("/") == change.after.get("base_url")):
+            if (m["uuid"] not in claimed and m.get("name") == change.after.get("name")
+                    and _fields(m, None)["base_url"] == change.after.get("base_url")):
                 self._uuids[change.id] = m["uuid"]
                 return True
         return False
@@ -158,15 +167,16 @@ class LangBotClient:
         if "provider" in body:
             self._touched.add(self._providers.get(uuid) or "")
         self._data("PUT", f"{MODELS}/{uuid}", body, f"model '{change.id}'",
-                   landed=lambda: self._model_matches(uuid, change))
+                   landed=lambda: self._model_matches(uuid, change, secrets))
 
-    def _model_matches(self, uuid: str, change: Change) -> bool:
+    def _model_matches(self, uuid: str, change: Change, secrets: Sequence[Secret] | None) -> bool:
+        """Did the update land? Every field it sends, keys included, reads back."""
         found = next((m for m in self.list_models() if m["uuid"] == uuid), None)
         if found is None:
             return False
-        have = _fields(found, None)
+        have = _fields(found, secrets)
         return all(have.get(k) == change.after[k] for k in change.fields  # type: ignore[index]
-                   if k in MODEL_FIELDS)
+                   if k in MODEL_FIELDS) and (secrets is None or have.get("api_keys") == SENSITIVE)
 
     def replace(self, change: Change, secrets: Sequence[Secret]) -> None:
         raise ConvaiSyncError(f"model '{change.id}': LangBot updates every field in place; a "
