@@ -48,7 +48,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from convai_sync.emulator import Emulator, Faults  # noqa: E402
-from convai_sync.emulator.synthetic import live_state, synthetic_account  # noqa: E402
+from convai_sync.providers.convai.emulator.synthetic import live_state, synthetic_account  # noqa: E402
 from convai_sync.executor import execute  # noqa: E402
 from convai_sync.manifest import load_manifest, resolve_secrets  # noqa: E402
 from convai_sync.plan import Plan  # noqa: E402

@@ -129,7 +129,9 @@ def main(argv: list[str] | None = None) -> None:
     _register_extra_commands()
     try:
         with _sigterm_interrupts():
-            cli.main(args=argv, prog_name="convai-sync", standalone_mode=False)
+            code = cli.main(args=argv, prog_name="convai-sync", standalone_mode=False)
+        if isinstance(code, int) and code:  # ctx.exit(N) inside a command (the emulator's errors)
+            sys.exit(code)
     except click.exceptions.Abort:
         click.echo("Aborted; nothing was written.", err=True)
         sys.exit(EXIT_ERROR)

@@ -17,7 +17,7 @@ import yaml
 from conftest import ACCOUNT_KEY, EXAMPLE, ROOT, Result
 from convai_sync import yamlpos
 from convai_sync.emulator import Emulator, Faults
-from convai_sync.emulator.synthetic import KEY_VARS, model_name, synthetic_account
+from convai_sync.providers.convai.emulator.synthetic import KEY_VARS, model_name, synthetic_account
 from convai_sync.executor import execute
 from convai_sync.manifest import parse_manifest, resolve_secrets
 from convai_sync.planner import build_plan

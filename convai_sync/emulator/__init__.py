@@ -1,13 +1,26 @@
-"""A real HTTP emulator of the Convai API, with fault injection and invariant recording.
+"""Real HTTP emulators of each platform's API, with fault injection and
+invariant recording. The shared parts live here (base, server, faults,
+records); each platform's routes live in its adapter package.
 
-    with Emulator(seed=demo_seed()) as emu:
+    with Emulator(seed=demo_seed()) as emu:   # Convai's, re-exported here
         ...  # point a client at emu.url with CONVAI-API-KEY: emulator-key
         assert emu.orphan_events == []
 """
-from convai_sync.emulator.emulator import Emulator
+from typing import Any
+
 from convai_sync.emulator.faults import Faults
 from convai_sync.emulator.records import OrphanEvent, RecordedRequest
-from convai_sync.emulator.seed import DIALECTS, demo_seed, load_seed_file
+
+_CONVAI = ("DIALECTS", "Emulator", "demo_seed", "load_seed_file")
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy: the Convai emulator itself imports this package's base module.
+    if name in _CONVAI:
+        from convai_sync.providers.convai import emulator as convai
+        return getattr(convai, name)
+    raise AttributeError(name)
+
 
 __all__ = ["DIALECTS", "Emulator", "Faults", "OrphanEvent", "RecordedRequest", "demo_seed",
            "load_seed_file"]

@@ -1,6 +1,7 @@
 """`convai-sync emulator`: serve an emulated Convai account until Ctrl-C or SIGTERM."""
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import time
@@ -8,18 +9,19 @@ from pathlib import Path
 
 import click
 
-from convai_sync.emulator.emulator import Emulator
 from convai_sync.emulator.faults import Faults
-from convai_sync.emulator.seed import DIALECTS, demo_seed, load_seed_file
+from convai_sync.emulator.seedfile import read_seed_file
 from convai_sync.errors import ConvaiSyncError
+from convai_sync.providers.convai.emulator.seed import DIALECTS, load_seed_file
+from convai_sync.providers.registry import NAMES, platform
 
 
 class _Stop(Exception):
     """Raised by the SIGTERM handler to leave the serve loop like Ctrl-C does."""
 
 
-def _nonempty(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    if not value:
+def _nonempty_or_none(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is not None and not value:
         raise click.BadParameter("must not be empty")
     return value
 
@@ -30,11 +32,13 @@ def _nonempty(ctx: click.Context, param: click.Parameter, value: str) -> str:
               help="Port to listen on; 0 picks a free one.")
 @click.option("--seed", "seed_path", type=click.Path(path_type=Path), metavar="FILE",
               help="YAML or JSON account state to start from (overrides --demo).")
+@click.option("--platform", "platform_name", type=click.Choice(NAMES), default="convai",
+              show_default=True, help="Which platform's API to serve.")
 @click.option("--dialect", type=click.Choice(DIALECTS), default=None,
-              help="API dialect to serve [default: the seed's, else llm-models].")
-@click.option("--account-key", envvar="CONVAI_API_KEY", default="emulator-key",
-              callback=_nonempty, show_default=True,
-              help="CONVAI-API-KEY the emulator accepts [env: CONVAI_API_KEY].")
+              help="Convai: API dialect to serve [default: the seed's, else llm-models].")
+@click.option("--account-key", default=None, callback=_nonempty_or_none,
+              help="The key the emulator accepts [default: the platform's key variable, "
+                   "CONVAI_API_KEY, LANGBOT_API_KEY or VAPI_API_KEY, else emulator-key].")
 @click.option("--demo/--empty", default=True, show_default=True,
               help="Start from the demo account or from an empty one.")
 @click.option("--fault-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True,
@@ -49,46 +53,54 @@ def _nonempty(ctx: click.Context, param: click.Parameter, value: str) -> str:
 @click.option("--retry-after", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="Retry-After seconds on 429 replies.")
 @click.option("--lean-character-list", is_flag=True,
-              help="/character/list leaves out each character's model and temperature, "
-                   "as the real API may; clients then read them with /character/get.")
+              help="Convai: /character/list leaves out each character's model and "
+                   "temperature, as the real API may; clients then read them with /character/get.")
 @click.pass_context
 def emulator_command(ctx: click.Context, host: str, port: int, seed_path: Path | None,
-                     dialect: str | None, account_key: str, demo: bool, fault_rate: float,
-                     fault_after_commit: float, fault_seed: int | None, latency_ms: float,
-                     max_inflight: int | None, retry_after: float,
+                     platform_name: str, dialect: str | None, account_key: str | None, demo: bool,
+                     fault_rate: float, fault_after_commit: float, fault_seed: int | None,
+                     latency_ms: float, max_inflight: int | None, retry_after: float,
                      lean_character_list: bool) -> None:
-    """Run an emulated Convai account over HTTP, to try convai-sync without one."""
+    """Run an emulated Convai, LangBot or Vapi account over HTTP, to try
+    convai-sync without one."""
+    target = platform(platform_name)
     faults = Faults(rate=fault_rate, after_commit=fault_after_commit, seed=fault_seed,
                     latency_ms=latency_ms, retry_after=retry_after, max_inflight=max_inflight)
+    from_env = account_key is None and bool(os.environ.get(target.env_key))
+    key = account_key or os.environ.get(target.env_key) or target.emulator_key
     try:
-        if seed_path is not None:
-            seed, origin = load_seed_file(seed_path), str(seed_path)
-        elif demo:
-            seed, origin = demo_seed(), "demo seed"
-        else:
-            seed, origin = None, "empty account"
-        dialect = dialect or (seed or {}).get("dialect") or "llm-models"
-        emu = Emulator(dialect=dialect, account_key=account_key, seed=seed, faults=faults,
-                       character_list_config=not lean_character_list)
+        seed, origin = _seed(seed_path, demo, platform_name)
+        extra = {"character_list_config": not lean_character_list} if platform_name == "convai" else {}
+        variant = dialect or (seed or {}).get("dialect") or "llm-models"
+        emu = target.emulator(variant, seed, faults=faults, key=key, **extra)
         url = emu.start(host, port)
     except ConvaiSyncError as exc:
         hint = " (choose another --port, or --port 0 for a free one)" if "in use" in str(exc) else ""
         click.echo(f"Error: {exc}{hint}", err=True)
         ctx.exit(1)
-    from_env = ctx.get_parameter_source("account_key") == click.core.ParameterSource.ENVIRONMENT
-    key_hint = "" if from_env else f" CONVAI_API_KEY={account_key}"  # never echo a real key
-    counts = f"{len(emu.models())} models, {len(emu.characters())} characters"
-    click.echo(f"Convai emulator ({dialect}) listening on {url} ({origin}: {counts})", err=True)
+    key_hint = "" if from_env else f" {target.env_key}={key}"  # never echo a real key
+    name = f"{target.title} emulator" + (f" ({variant})" if platform_name == "convai" else "")
+    click.echo(f"{name} listening on {url} ({origin})", err=True)
     if fault_rate or fault_after_commit or latency_ms or max_inflight:
         click.echo(f"  faults: {faults}", err=True)
     click.echo("Point convai-sync at it from another shell:", err=True)
-    click.echo(f"  export CONVAI_API_URL={url}{key_hint}", err=True)
+    click.echo(f"  export {target.env_url}={url}{key_hint}", err=True)
     if from_env:
-        click.echo("  (it accepts the CONVAI_API_KEY already in your environment)", err=True)
+        click.echo(f"  (it accepts the {target.env_key} already in your environment)", err=True)
     click.echo("Stop with Ctrl-C.", err=True)
     _serve_until_stopped()
     emu.stop()
     click.echo("Emulator stopped.", err=True)
+
+
+def _seed(path: Path | None, demo: bool, platform_name: str) -> tuple[dict | None, str]:
+    """(seed, where it came from); None is the platform's demo account."""
+    if path is not None:
+        data = load_seed_file(path) if platform_name == "convai" else read_seed_file(path)
+        return data, str(path)
+    if demo:
+        return None, "demo seed"
+    return {}, "empty account"
 
 
 def _serve_until_stopped() -> None:

@@ -20,10 +20,10 @@ def capabilities(variant: str) -> Capabilities:
         unique_fields=frozenset({"display_name"}))
 
 
-def _emulator(variant: str, seed: dict | None) -> Any:
-    from ...emulator import Emulator, demo_seed
-    return Emulator(dialect="llm-models" if variant == "auto" else variant,
-                    seed=demo_seed() if seed is None else seed)
+def _emulator(variant: str, seed: dict | None, key: str = "emulator-key", **options: Any) -> Any:
+    from .emulator import Emulator, demo_seed
+    return Emulator(dialect="llm-models" if variant == "auto" else variant, account_key=key,
+                    seed=demo_seed() if seed is None else seed, **options)
 
 
 def _export(*args: Any, **kwargs: Any) -> Any:

@@ -18,10 +18,10 @@ def capabilities(variant: str = "langbot") -> Capabilities:
         key_bound=frozenset({"requester", "base_url"}))
 
 
-def _emulator(variant: str, seed: dict | None) -> Any:
+def _emulator(variant: str, seed: dict | None, key: str = "emulator-key", **options: Any) -> Any:
     from .emulator import LangBotEmulator
     from .emulator_seed import langbot_demo_seed
-    return LangBotEmulator(seed=langbot_demo_seed() if seed is None else seed)
+    return LangBotEmulator(api_key=key, seed=langbot_demo_seed() if seed is None else seed, **options)
 
 
 def _export(*args: Any, **kwargs: Any) -> Any:

@@ -20,9 +20,9 @@ def capabilities(variant: str = "vapi") -> Capabilities:
         consumer_key="id", key_readable=False)
 
 
-def _emulator(variant: str, seed: dict | None) -> Any:
+def _emulator(variant: str, seed: dict | None, key: str = "emulator-key", **options: Any) -> Any:
     from .emulator import VapiEmulator, vapi_demo_seed
-    return VapiEmulator(seed=vapi_demo_seed() if seed is None else seed)
+    return VapiEmulator(api_key=key, seed=vapi_demo_seed() if seed is None else seed, **options)
 
 
 def _export(*args: Any, **kwargs: Any) -> Any:

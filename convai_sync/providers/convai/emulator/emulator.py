@@ -6,12 +6,12 @@ import hmac
 from collections.abc import Iterable
 
 from convai_sync.providers.convai.builtins import builtin_models
-from convai_sync.emulator import endpoints
+from convai_sync.providers.convai.emulator import endpoints
 from convai_sync.emulator.base import AppEmulator, OrphanCheck, Reply, Request
 from convai_sync.emulator.faults import FAULT_MESSAGES, Faults, retry_after_header
-from convai_sync.emulator.orphans import OrphanWatch
-from convai_sync.emulator.seed import DIALECTS, normalize_seed
-from convai_sync.emulator.state import AccountState
+from convai_sync.providers.convai.emulator.orphans import OrphanWatch
+from convai_sync.providers.convai.emulator.seed import DIALECTS, normalize_seed
+from convai_sync.providers.convai.emulator.state import AccountState
 
 
 class Emulator(AppEmulator):

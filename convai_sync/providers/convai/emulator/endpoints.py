@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from convai_sync.emulator.base import Reply
-from convai_sync.emulator.seed import is_temperature
-from convai_sync.emulator.state import OPENAI_BASE_URL, AccountState
+from convai_sync.providers.convai.emulator.seed import is_temperature
+from convai_sync.providers.convai.emulator.state import OPENAI_BASE_URL, AccountState
 
 MODEL, CHARACTER = "model", "character"  # the two error-envelope families
 

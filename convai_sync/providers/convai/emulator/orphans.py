@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from convai_sync.emulator.state import AccountState
+from convai_sync.providers.convai.emulator.state import AccountState
 
 
 class OrphanWatch:

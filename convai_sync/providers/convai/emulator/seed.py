@@ -10,7 +10,6 @@ Every problem is reported as a ConvaiSyncError naming the file and the entry.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 import yaml
 
 from convai_sync.providers.convai.builtins import builtin_models
+from convai_sync.emulator.seedfile import read_seed_file
 from convai_sync.errors import ConvaiSyncError
 
 DIALECTS = ("llm-models", "custom-llm")
@@ -29,43 +29,15 @@ _CHARACTER_KEYS = {"character_id", "character_name", "model_group_name", "temper
 
 def load_seed_file(path: str | Path) -> dict:
     """Read and check a seed file; the result is ready for `Emulator(seed=...)`."""
-    path = Path(path)
-    try:
-        text = path.read_text("utf-8")
-    except FileNotFoundError:
-        raise ConvaiSyncError(f"{path}: seed file not found") from None
-    except IsADirectoryError:
-        raise ConvaiSyncError(f"{path}: is a directory, expected a YAML or JSON seed file") from None
-    except UnicodeDecodeError:
-        raise ConvaiSyncError(f"{path}: not UTF-8 text, expected a YAML or JSON seed file") from None
-    except OSError as exc:
-        raise ConvaiSyncError(f"{path}: cannot read seed file: {exc.strerror or exc}") from None
-    if not text.strip():
-        raise ConvaiSyncError(f"{path}: seed file is empty; expected 'models' and 'characters'")
-    return normalize_seed(_parse(text, path), str(path))
+    return normalize_seed(read_seed_file(path), str(path))
 
 
 def demo_seed() -> dict:
     """The drifted demo account shipped with the package."""
     # A path next to the package, like builtins.py: importlib.resources fails on the
     # editable install's namespace-package mapping.
-    path = Path(__file__).resolve().parent.parent / "data" / "demo_seed.yaml"
+    path = Path(__file__).resolve().parents[3] / "data" / "demo_seed.yaml"
     return normalize_seed(yaml.safe_load(path.read_text("utf-8")), "demo_seed.yaml")
-
-
-def _parse(text: str, path: Path) -> Any:
-    if path.suffix.lower() == ".json":
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ConvaiSyncError(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConvaiSyncError(f"{where}: invalid YAML: {problem}") from None
 
 
 def normalize_seed(data: Any, source: str = "seed",
