@@ -56,3 +56,18 @@ def test_schema_knows_every_key_of_the_example_and_forbids_others() -> None:
             assert part["properties"][key].get("description"), f"{key} has no description"
     assert set(schema["required"]) == {"version"}
     assert defs["Settings"]["properties"]["api_dialect"]["enum"] == ["auto", "llm-models", "custom-llm"]
+
+
+def test_every_example_validates_and_the_platform_selects_its_schema() -> None:
+    import jsonschema
+
+    schema = json.loads(SCHEMA.read_text("utf-8"))
+    for example in sorted(EXAMPLE.parent.glob("*.yaml")):
+        jsonschema.validate(yaml.safe_load(example.read_text()), schema)
+    langbot = yaml.safe_load((EXAMPLE.parent / "langbot.yaml").read_text())
+    for wrong in ({"characters": []}, {"platform": "convai"}, {"platform": "nope"}):
+        try:
+            jsonschema.validate({**langbot, **wrong}, schema)
+        except jsonschema.ValidationError:
+            continue
+        raise AssertionError(f"the schema accepted a LangBot manifest with {wrong}")
