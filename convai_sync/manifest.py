@@ -263,6 +263,36 @@ def _show(value: Any) -> str:
     return f"{text} ({kinds.get(type(value), type(value).__name__)})".strip() if text else kinds.get(type(value), "?")
 
 
+def index_unique(loaded: LoadedManifest, section: str, field: str, advice: str,
+                 value_of: Any = None) -> tuple[dict[str, int], list[str]]:
+    """Position of each entry of `section` by `field` (or `value_of(entry)`), and
+    a FILE:LINE problem for every repeat: '... duplicate FIELD 'x' (also
+    SECTION[i]); ADVICE'."""
+    index: dict[str, int] = {}
+    problems: list[str] = []
+    for i, entry in enumerate(getattr(loaded.manifest, section)):
+        value = value_of(entry) if value_of else getattr(entry, field)
+        if value in index:
+            problems.append(f"{loaded.where(section, i, field)}: duplicate {field} '{value}' "
+                            f"(also {section}[{index[value]}]); {advice}")
+        index.setdefault(value, i)
+    return index, problems
+
+
+def check_references(loaded: LoadedManifest, section: str, field: str, known: set[str] | frozenset[str],
+                     builtins: bool = True) -> list[str]:
+    """A FILE:LINE problem for each `section[i].field`, and for
+    settings.fallback_model, that names no known model."""
+    problems = [f"{loaded.where(section, i, field)}: {unknown_model(getattr(e, field), known, builtins)}"
+                for i, e in enumerate(getattr(loaded.manifest, section))
+                if getattr(e, field) not in known]
+    fb = loaded.manifest.settings.fallback_model
+    if fb is not None and fb not in known:
+        problems.append(f"{loaded.where('settings', 'fallback_model')}: "
+                        f"fallback_{unknown_model(fb, known, builtins)}")
+    return problems
+
+
 def unknown_model(name: str, known: set[str] | frozenset[str], builtins: bool = True) -> str:
     close = difflib.get_close_matches(name, sorted(known), n=1)
     hint = f"did you mean '{close[0]}'? " if close else ""

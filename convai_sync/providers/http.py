@@ -145,3 +145,30 @@ def _retry_after(response: httpx.Response) -> float | None:
         return float(value) if value is not None else None
     except ValueError:
         return None
+
+
+class SessionClient:
+    """What every platform's client shares: one HttpSession, its request count,
+    closing, and use as a context manager."""
+
+    platform = ""  # the registry name, for capabilities()
+
+    def __init__(self, api: Api, base_url: str, headers: dict[str, str], secret: str, *,
+                 parallelism: int = 8, retry: RetryPolicy = RetryPolicy(), timeout: float = 30.0):
+        self.http = HttpSession(api, base_url, headers, secret, parallelism=parallelism,
+                                retry=retry, timeout=timeout)
+        self.base_url = self.http.base_url
+        self.limit = self.http.limit
+
+    @property
+    def requests(self) -> int:
+        return self.http.requests
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> "SessionClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -12,7 +12,7 @@ from ...plan import Change
 from ...retry import RetryPolicy
 from ...secrets import Secret
 from ..base import Capabilities, Desired
-from ..http import Api, HttpSession
+from ..http import Api, SessionClient
 from .dialects import CUSTOM_LLM, DIALECTS, LLM_MODELS, Dialect
 
 DEFAULT_URL = "https://api.convai.com"
@@ -32,29 +32,14 @@ API = Api("Convai", "CONVAI_API_URL", "CONVAI_API_KEY", DEFAULT_URL, _message, {
 })
 
 
-class ConvaiClient:
+class ConvaiClient(SessionClient):
     """One account. Thread-safe: the executor calls it from many threads."""
 
     def __init__(self, base_url: str, api_key: str, *, parallelism: int = 8,
                  retry: RetryPolicy = RetryPolicy(), timeout: float = 30.0, **_: Any):
-        self.http = HttpSession(API, base_url, {"CONVAI-API-KEY": api_key}, api_key,
-                                parallelism=parallelism, retry=retry, timeout=timeout)
-        self.base_url = self.http.base_url
-        self.limit = self.http.limit
+        super().__init__(API, base_url, {"CONVAI-API-KEY": api_key}, api_key,
+                         parallelism=parallelism, retry=retry, timeout=timeout)
         self.dialect: Dialect | None = None
-
-    @property
-    def requests(self) -> int:
-        return self.http.requests
-
-    def close(self) -> None:
-        self.http.close()
-
-    def __enter__(self) -> "ConvaiClient":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def call(self, path: str, body: dict[str, Any] | None, obj: str | None = None, *,
              landed: Any = None) -> Any:

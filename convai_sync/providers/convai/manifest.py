@@ -6,8 +6,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 
-from ...manifest import (CommonSettings, LoadedManifest, Name, Strict, env_reference, env_var,
-                         http_url, unknown_model)
+from ...manifest import (CommonSettings, LoadedManifest, Name, Strict, check_references,
+                         env_reference, env_var, http_url, index_unique)
 from ...secrets import ENV_REF
 from ..base import Desired, DesiredConsumer, DesiredModel
 from .builtins import builtin_models
@@ -100,36 +100,20 @@ def _model_fields(spec: ModelSpec) -> dict[str, Any]:
 def cross_check(loaded: LoadedManifest) -> list[str]:
     """Checks that span several objects: uniqueness and references."""
     m, where = loaded.manifest, loaded.where
-    problems: list[str] = []
     builtins = m.builtins()
-    seen: dict[Any, int] = {}
+    groups, problems = index_unique(loaded, "models", "model_group_name",
+                                    "each model must be listed once")
+    problems += [f"{where('models', i, 'model_group_name')}: model_group_name '{spec.model_group_name}' "
+                 "is a built-in model code; choose another name for your custom model"
+                 for i, spec in enumerate(m.models) if spec.model_group_name in builtins]
     display: dict[str, int] = {}
     for i, model in enumerate(m.models):
-        group = model.model_group_name
-        if group in seen:
-            problems.append(f"{where('models', i, 'model_group_name')}: duplicate model_group_name "
-                            f"'{group}' (also models[{seen[group]}]); each model must be listed once")
-        seen.setdefault(group, i)
-        if group in builtins:
-            problems.append(f"{where('models', i, 'model_group_name')}: model_group_name '{group}' "
-                            "is a built-in model code; choose another name for your custom model")
+        if model.display_name is not None and model.display_name in display:
+            problems.append(f"{where('models', i, 'display_name')}: display_name "
+                            f"'{model.display_name}' is also used by models[{display[model.display_name]}]; "
+                            "Convai requires display names to be unique per account")
         if model.display_name is not None:
-            if model.display_name in display:
-                problems.append(f"{where('models', i, 'display_name')}: display_name "
-                                f"'{model.display_name}' is also used by models[{display[model.display_name]}]; "
-                                "Convai requires display names to be unique per account")
             display.setdefault(model.display_name, i)
-    known = set(seen) | builtins
-    chars: dict[str, int] = {}
-    for i, char in enumerate(m.characters):
-        if char.char_id in chars:
-            problems.append(f"{where('characters', i, 'char_id')}: duplicate char_id '{char.char_id}' "
-                            f"(also characters[{chars[char.char_id]}]); list each character once")
-        chars.setdefault(char.char_id, i)
-        if char.model_group_name not in known:
-            problems.append(f"{where('characters', i, 'model_group_name')}: "
-                            f"{unknown_model(char.model_group_name, known)}")
-    fb = m.settings.fallback_model
-    if fb is not None and fb not in known:
-        problems.append(f"{where('settings', 'fallback_model')}: fallback_{unknown_model(fb, known)}")
+    problems += index_unique(loaded, "characters", "char_id", "list each character once")[1]
+    problems += check_references(loaded, "characters", "model_group_name", set(groups) | builtins)
     return problems

@@ -30,7 +30,7 @@ from ...plan import Change
 from ...retry import RetryPolicy
 from ...secrets import SENSITIVE, Secret, remember
 from ..base import Capabilities, Desired, DesiredModel
-from ..http import Api, HttpSession
+from ..http import Api, SessionClient
 
 MODELS = "/api/v1/provider/models/llm"
 PIPELINES = "/api/v1/pipelines"
@@ -56,33 +56,19 @@ API = Api("LangBot", "LANGBOT_API_URL", "LANGBOT_API_KEY", "http://127.0.0.1:530
 })
 
 
-class LangBotClient:
+class LangBotClient(SessionClient):
     """One LangBot workspace. Thread-safe for the executor's concurrent writes."""
 
     def __init__(self, base_url: str, api_key: str, *, parallelism: int = 8,
                  retry: RetryPolicy = RetryPolicy(), timeout: float = 30.0, **_: Any):
-        self.http = HttpSession(API, base_url, {"X-API-Key": api_key}, api_key,
-                                parallelism=parallelism, retry=retry, timeout=timeout)
-        self.base_url = self.http.base_url
+        super().__init__(API, base_url, {"X-API-Key": api_key}, api_key,
+                         parallelism=parallelism, retry=retry, timeout=timeout)
         self._uuids: dict[str, str] = {}        # model name (key or label) -> uuid
         self._providers: dict[str, str] = {}    # model uuid -> its provider's uuid, as read
         self._touched: set[str] = set()         # providers a write of this run moved off
         self._managed: set[str] = set()         # names that are manifest keys
         self._guard = threading.Lock()
         self._locks: dict[tuple[Any, ...], threading.Lock] = {}
-
-    @property
-    def requests(self) -> int:
-        return self.http.requests
-
-    def close(self) -> None:
-        self.http.close()
-
-    def __enter__(self) -> "LangBotClient":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def capabilities(self) -> Capabilities:
         from . import capabilities

@@ -10,8 +10,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 
-from ...manifest import (CommonSettings, LoadedManifest, Name, Strict, env_reference, env_var,
-                         http_url, unknown_model)
+from ...manifest import (CommonSettings, LoadedManifest, Name, Strict, check_references,
+                         env_reference, env_var, http_url, index_unique)
 from ...secrets import ENV_REF
 from ..base import Desired, DesiredConsumer, DesiredModel
 
@@ -101,28 +101,10 @@ def desired(loaded: LoadedManifest) -> Desired:
 
 
 def cross_check(loaded: LoadedManifest) -> list[str]:
-    m: LangBotManifest = loaded.manifest
-    where = loaded.where
-    problems: list[str] = []
-    keys: dict[str, int] = {}
-    for i, spec in enumerate(m.models):
-        field = "key" if spec.key else "name"
-        if spec.identity in keys:
-            problems.append(f"{where('models', i, field)}: model key '{spec.identity}' is also "
-                            f"models[{keys[spec.identity]}]'s; give one of them another `key:` "
-                            "(LangBot allows duplicate names, the manifest needs a unique key)")
-        keys.setdefault(spec.identity, i)
-    seen: dict[str, int] = {}
-    for i, p in enumerate(m.pipelines):
-        if p.uuid in seen:
-            problems.append(f"{where('pipelines', i, 'uuid')}: duplicate pipeline uuid '{p.uuid}' "
-                            f"(also pipelines[{seen[p.uuid]}]); list each pipeline once")
-        seen.setdefault(p.uuid, i)
-        if p.model not in keys:
-            problems.append(f"{where('pipelines', i, 'model')}: "
-                            f"{unknown_model(p.model, set(keys), builtins=False)}")
-    fb = m.settings.fallback_model
-    if fb is not None and fb not in keys:
-        problems.append(f"{where('settings', 'fallback_model')}: fallback_"
-                        f"{unknown_model(fb, set(keys), builtins=False)}")
-    return problems
+    """Unique keys and pipelines, and references to models."""
+    keys, problems = index_unique(
+        loaded, "models", "key", "give one of them another `key:` (LangBot allows duplicate "
+        "names, the manifest needs a unique key; the key defaults to the name)",
+        value_of=lambda spec: spec.identity)
+    problems += index_unique(loaded, "pipelines", "uuid", "list each pipeline once")[1]
+    return problems + check_references(loaded, "pipelines", "model", set(keys), builtins=False)

@@ -18,7 +18,7 @@ from ...plan import Change
 from ...retry import RetryPolicy
 from ...secrets import Secret
 from ..base import Capabilities, Desired
-from ..http import Api, HttpSession
+from ..http import Api, SessionClient
 from . import reads
 from .assistants import (CUSTOM_LLM, Credentials, bound_model, bound_model_object, consumer_state,
                          is_custom, label, matches, new_pins, pinned_models, pins)
@@ -54,33 +54,19 @@ API = Api("Vapi", "VAPI_API_URL", "VAPI_API_KEY", DEFAULT_URL, _message, {
 })
 
 
-class VapiClient:
+class VapiClient(SessionClient):
     """One account. Thread-safe: the executor calls it from many threads."""
 
     def __init__(self, base_url: str, api_key: str, *, parallelism: int = 8,
                  retry: RetryPolicy = RetryPolicy(), timeout: float = 30.0, **_: Any):
-        self.http = HttpSession(API, base_url, {"Authorization": f"Bearer {api_key}"}, api_key,
-                                parallelism=parallelism, retry=retry, timeout=timeout)
-        self.base_url = self.http.base_url
+        super().__init__(API, base_url, {"Authorization": f"Bearer {api_key}"}, api_key,
+                         parallelism=parallelism, retry=retry, timeout=timeout)
         self.parallelism = parallelism
         self._lock = threading.Lock()
         self._creds = Credentials()
         self._ids: dict[str, str] = {}                    # model name -> credential id
         self._assistants: dict[str, dict[str, Any]] = {}  # id -> as last read or written
         self._managed: set[str] = set()                   # assistants the baseline covers
-
-    @property
-    def requests(self) -> int:
-        return self.http.requests
-
-    def close(self) -> None:
-        self.http.close()
-
-    def __enter__(self) -> "VapiClient":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def capabilities(self) -> Capabilities:
         from . import capabilities

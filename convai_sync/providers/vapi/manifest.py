@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 
 from ...manifest import (CommonSettings, LoadedManifest, Name, Strict, env_reference, env_var,
-                         http_url, unknown_model)
+                         check_references, http_url, index_unique)
 from ...secrets import ENV_REF
 from ..base import Desired, DesiredConsumer, DesiredModel
 
@@ -110,27 +110,6 @@ def desired(loaded: LoadedManifest) -> Desired:
 
 def cross_check(loaded: LoadedManifest) -> list[str]:
     """Checks that span several objects: unique names and ids, references."""
-    m, where = loaded.manifest, loaded.where
-    problems: list[str] = []
-    names: dict[str, int] = {}
-    for i, model in enumerate(m.models):
-        if model.name in names:
-            problems.append(f"{where('models', i, 'name')}: duplicate name '{model.name}' (also "
-                            f"models[{names[model.name]}]); each credential must be listed once")
-        names.setdefault(model.name, i)
-    known = set(names)
-    ids: dict[str, int] = {}
-    for i, assistant in enumerate(m.assistants):
-        if assistant.id in ids:
-            problems.append(f"{where('assistants', i, 'id')}: duplicate id '{assistant.id}' (also "
-                            f"assistants[{ids[assistant.id]}]); list each assistant once")
-        ids.setdefault(assistant.id, i)
-        if assistant.model not in known:
-            problems.append(f"{where('assistants', i, 'model')}: "
-                            f"{unknown_model(assistant.model, known, builtins=False)}")
-    fb = m.settings.fallback_model
-    if fb is not None and fb not in known:
-        problems.append(f"{where('settings', 'fallback_model')}: fallback_"
-                        f"{unknown_model(fb, known, builtins=False)}")
-    return problems
-
+    names, problems = index_unique(loaded, "models", "name", "each credential must be listed once")
+    problems += index_unique(loaded, "assistants", "id", "list each assistant once")[1]
+    return problems + check_references(loaded, "assistants", "model", set(names), builtins=False)
