@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Iterable, Mapping, Sequence
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 if TYPE_CHECKING:
     from .providers.base import Platform
@@ -65,6 +65,16 @@ def env_reference(value: str, account_var: str) -> str:
     if match.group(1) == account_var:
         raise ValueError(f"account key as api_key: {account_var}")
     return value
+
+
+HttpUrl = Annotated[str, Field(min_length=1, max_length=200, json_schema_extra={"pattern": r"^https?://\S+$"}),
+                    AfterValidator(http_url)]
+
+
+def secret_reference(account_var: str) -> Any:
+    """A `${VAR}` field type that refuses plaintext and the account's own key."""
+    return Annotated[str, Field(json_schema_extra={"pattern": ENV_REF.pattern}),
+                     AfterValidator(lambda value: env_reference(value, account_var))]
 
 
 def env_var(reference: str) -> str:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
-from ...manifest import (CommonSettings, LoadedManifest, Name, Strict, check_references,
-                         env_reference, env_var, http_url, index_unique)
-from ...secrets import ENV_REF
+from ...manifest import (CommonSettings, HttpUrl, LoadedManifest, Name, Strict, check_references,
+                         env_var, index_unique, secret_reference)
 from ..base import Desired, DesiredConsumer, DesiredModel
 from .builtins import builtin_models
 
@@ -26,26 +25,17 @@ class ModelSpec(Strict):
     model_group_name: Name = Field(description="The model's identity; unique, not a built-in "
                                    "code, and it cannot be renamed (a new name is a new model).")
     model_name: Name = Field(description="The model name your OpenAI-compatible endpoint serves.")
-    base_url: Name = Field(DEFAULT_BASE_URL, description="The endpoint's OpenAI-compatible base URL.",
-                           json_schema_extra={"pattern": r"^https?://\S+$"})
-    api_key: str = Field(description="Only a ${ENV_VAR} reference; the key is read from that "
-                         "environment variable at apply time.",
-                         json_schema_extra={"pattern": ENV_REF.pattern})
+    base_url: HttpUrl = Field(DEFAULT_BASE_URL, description="The endpoint's OpenAI-compatible base URL.")
+    api_key: secret_reference("CONVAI_API_KEY") = Field(
+        description="Only a ${ENV_VAR} reference; the key is read from that "
+                         "environment variable at apply time.")
     api_key_version: Annotated[int, Field(ge=0)] | None = Field(
         None, description="Bump it to send a rotated key (the API never returns keys).")
     display_name: Name | None = Field(None, description="Shown in Convai; unique per account.")
     is_uncensored: bool = Field(False, description="As in the Convai API.")
     protect: bool = Field(False, description="true: refuse any plan that would replace this model.")
 
-    @field_validator("base_url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        return http_url(value)
 
-    @field_validator("api_key")
-    @classmethod
-    def _reference_only(cls, value: str) -> str:
-        return env_reference(value, "CONVAI_API_KEY")
 
     @property
     def api_key_var(self) -> str:

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
-from ...manifest import (CommonSettings, LoadedManifest, Name, Strict, check_references,
-                         env_reference, env_var, http_url, index_unique)
-from ...secrets import ENV_REF
+from ...manifest import (CommonSettings, HttpUrl, LoadedManifest, Name, Strict, check_references,
+                         env_var, index_unique, secret_reference)
 from ..base import Desired, DesiredConsumer, DesiredModel
 
 DEFAULT_REQUESTER = "openai-chat-completions"
@@ -31,11 +30,10 @@ class LangBotModel(Strict):
     name: Name = Field(description="The upstream model id (LangBot's `name`; sent as `model` to "
                        "the provider).")
     requester: Name = Field(DEFAULT_REQUESTER, description="LangBot's provider requester.")
-    base_url: Name = Field(description="The provider's OpenAI-compatible base URL.",
-                           json_schema_extra={"pattern": r"^https?://\S+$"})
-    api_keys: list[str] = Field(min_length=1, description="The provider's keys, each only as a "
-                                "${ENV_VAR} reference.",
-                                json_schema_extra={"items": {"pattern": ENV_REF.pattern}})
+    base_url: HttpUrl = Field(description="The provider's OpenAI-compatible base URL.")
+    api_keys: list[secret_reference("LANGBOT_API_KEY")] = Field(
+        min_length=1, description="The provider's keys, each only as a "
+                                "${ENV_VAR} reference.")
     abilities: list[Literal["func_call", "vision", "reasoning"]] = Field(
         default_factory=list, description="func_call, vision, reasoning.")
     extra_args: dict[str, Any] = Field(default_factory=dict, description="Merged into every "
@@ -46,15 +44,7 @@ class LangBotModel(Strict):
                               "when several live models share the name and base_url).")
     protect: bool = Field(False, description="true: refuse any plan that would delete this model.")
 
-    @field_validator("base_url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        return http_url(value)
 
-    @field_validator("api_keys")
-    @classmethod
-    def _references_only(cls, value: list[str]) -> list[str]:
-        return [env_reference(v, "LANGBOT_API_KEY") for v in value]
 
     @property
     def identity(self) -> str:

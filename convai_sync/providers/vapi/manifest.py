@@ -13,9 +13,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
-from ...manifest import (CommonSettings, LoadedManifest, Name, Strict, env_reference, env_var,
-                         check_references, http_url, index_unique)
-from ...secrets import ENV_REF
+from ...manifest import (CommonSettings, HttpUrl, LoadedManifest, Name, Strict, check_references,
+                         env_var, index_unique, secret_reference)
 from ..base import Desired, DesiredConsumer, DesiredModel
 
 ACCOUNT_KEY_VAR = "VAPI_API_KEY"
@@ -30,27 +29,19 @@ class VapiSettings(CommonSettings):
 class VapiModelSpec(Strict):
     name: CredentialName = Field(description="The custom-llm credential's name (1..40 characters); "
                                  "the model's identity: unique, and assistants refer to it.")
-    url: Name = Field(description="The OpenAI-compatible base URL Vapi calls (each bound "
-                      "assistant's model.url).", json_schema_extra={"pattern": r"^https?://\S+$"})
+    url: HttpUrl = Field(description="The OpenAI-compatible base URL Vapi calls (each bound "
+                      "assistant's model.url).")
     model: Name = Field(description="The model name sent upstream (each bound assistant's "
                         "model.model).")
-    api_key: str = Field(description="Only a ${ENV_VAR} reference; the credential's key is read "
-                         "from that environment variable at apply time.",
-                         json_schema_extra={"pattern": ENV_REF.pattern})
+    api_key: secret_reference(ACCOUNT_KEY_VAR) = Field(
+        description="Only a ${ENV_VAR} reference; the credential's key is read "
+                         "from that environment variable at apply time.")
     api_key_version: Annotated[int, Field(ge=0)] | None = Field(
         None, description="Bump it to send a rotated key (Vapi never returns keys).")
     protect: bool = Field(False, description="Kept for parity with other platforms: a Vapi "
                           "credential is never replaced (everything about it can be updated).")
 
-    @field_validator("url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        return http_url(value)
 
-    @field_validator("api_key")
-    @classmethod
-    def _reference_only(cls, value: str) -> str:
-        return env_reference(value, ACCOUNT_KEY_VAR)
 
     @property
     def api_key_var(self) -> str:
