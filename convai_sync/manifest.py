@@ -93,25 +93,6 @@ class LoadedManifest:
     def where(self, *path: str | int) -> str:
         return f"{self.path}:{self.located.line(path)}"
 
-    def item_line(self, section: str, key: str, value: str) -> str:
-        """FILE:LINE of the first entry of `section` whose `key` is `value`."""
-        i = self._index(section, key).get(value)
-        return self.path if i is None else self.where(section, i)
-
-    def model_line(self, group: str) -> str:
-        return self.item_line("models", self.platform.model_key, group)
-
-    def _index(self, section: str, key: str) -> dict[str, int]:
-        """Position of each entry (the first, if listed twice), so a plan refusing
-        10,000 unknown consumers does not rescan the list per line."""
-        cache = self.__dict__.setdefault("_indexes", {})
-        if (section, key) not in cache:
-            index: dict[str, int] = {}
-            for i, item in enumerate(getattr(self.manifest, section)):
-                index.setdefault(getattr(item, key), i)
-            cache[section, key] = index
-        return cache[section, key]
-
     @functools.cached_property
     def desired(self) -> Desired:
         """The manifest in the engine's terms."""

@@ -126,7 +126,6 @@ class Platform:
     name: str
     title: str                                            # "Convai", as messages name it
     consumer_noun: str
-    model_key: str                                        # the manifest key of a model's name
     env_url: str
     env_key: str
     default_url: str

@@ -32,7 +32,7 @@ def _export(*args: Any, **kwargs: Any) -> Any:
 
 
 PLATFORM = Platform(
-    name="convai", title="Convai", consumer_noun="character", model_key="model_group_name",
+    name="convai", title="Convai", consumer_noun="character",
     env_url="CONVAI_API_URL", env_key="CONVAI_API_KEY", default_url=DEFAULT_URL,
     manifest_model=Manifest, sections=SECTIONS, desired=desired, cross_check=cross_check,
     capabilities=capabilities, open_client=ConvaiClient, emulator=_emulator, export=_export,

@@ -30,7 +30,7 @@ def _export(*args: Any, **kwargs: Any) -> Any:
 
 
 PLATFORM = Platform(
-    name="langbot", title="LangBot", consumer_noun="pipeline", model_key="key",
+    name="langbot", title="LangBot", consumer_noun="pipeline",
     env_url="LANGBOT_API_URL", env_key="LANGBOT_API_KEY", default_url="http://127.0.0.1:5300",
     manifest_model=LangBotManifest, sections=SECTIONS, desired=desired, cross_check=cross_check,
     capabilities=capabilities, open_client=LangBotClient, emulator=_emulator, export=_export,

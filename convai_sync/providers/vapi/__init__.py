@@ -31,7 +31,7 @@ def _export(*args: Any, **kwargs: Any) -> Any:
 
 
 PLATFORM = Platform(
-    name="vapi", title="Vapi", consumer_noun="assistant", model_key="name",
+    name="vapi", title="Vapi", consumer_noun="assistant",
     env_url="VAPI_API_URL", env_key="VAPI_API_KEY", default_url=DEFAULT_URL,
     manifest_model=VapiManifest, sections=SECTIONS, desired=desired, cross_check=cross_check,
     capabilities=capabilities, open_client=VapiClient, emulator=_emulator, export=_export,
