@@ -311,3 +311,37 @@ def test_no_pipeline_ever_points_at_a_missing_model_under_faults(lb: Harness, wo
     workspace.emulator.faults = Faults()
     assert lb.cli("plan", "-f", path).stdout.count("No changes.") == 1
     assert workspace.emulator.orphan_events == []
+
+
+def test_saved_plan_applies_exactly_what_was_planned_and_refuses_when_stale(lb: Harness) -> None:
+    ids = demo(lb.ws)
+    path = lb.write(manifest(ids))
+    saved = str(lb.tmp / "plan.json")
+    planned = lb.cli("plan", "-f", path, "--out", saved)
+    assert planned.code == 0, planned.output
+    doc = json.loads(Path(saved).read_text())
+    assert doc["platform"] == "langbot" and doc["saved_plan"]["api_key_env"]["qwen"] == "LB_VLLM_KEY"
+    assert {c["resource"] for c in doc["changes"]} == {"model", "pipeline"}
+    lb.ws.call("PUT", f"/api/v1/provider/models/llm/{ids['turbo']}", {"extra_args": {"temperature": 0.9}})
+    before = lb.ws.models()
+    stale = lb.cli("apply", saved, "--auto-approve")
+    assert stale.code == 1 and "saved plan is stale: model turbo changed since the plan" in stale.stderr
+    assert lb.ws.models() == before
+    planned = lb.cli("plan", "-f", path, "--out", saved)
+    applied = lb.cli("apply", saved, "--auto-approve")
+    assert applied.code == 0 and "The account now matches the manifest." in applied.stdout, applied.output
+
+
+def test_json_and_markdown_plans_speak_of_pipelines(lb: Harness) -> None:
+    ids = demo(lb.ws)
+    path = lb.write(manifest(ids))
+    as_json = json.loads(lb.cli("plan", "-f", path, "--format", "json").stdout)
+    assert as_json["platform"] == "langbot" and as_json["meta"]["requests"] == 2
+    rebinds = [c for c in as_json["changes"] if c["resource"] == "pipeline"]
+    assert {c["id"] for c in rebinds} == {ids["oren"], ids["pell"], ids["ila"]}
+    assert all(c["action"] == "update" and c["phase"] == "rebind" for c in rebinds)
+    ila = next(c for c in rebinds if c["id"] == ids["ila"])
+    assert ila["purpose"] == "unmanaged" and ila["after"] == {"model": "turbo"}
+    markdown = lb.cli("plan", "-f", path, "--format", "markdown").stdout
+    assert "| register | update | replace | deregister | pipelines |" in markdown
+    assert "Pipelines that use them are moved first" in markdown and "(platform `langbot`)" in markdown
