@@ -4,7 +4,7 @@ logic of each step lives in its own module (planner, executor, state)."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .account import EMULATOR_SECRET
@@ -58,8 +58,7 @@ def make_plan(loaded: LoadedManifest, client: Client, options: Options,
     """The plan from `live` (read now when not given)."""
     state = state or sync_state(loaded.path, client, options)
     live = live or read_live(loaded, client, state, options)
-    plan = build_plan(loaded, live, options.brakes, state.versions, state.parked)
-    return plan
+    return build_plan(loaded, live, options.brakes, state.versions, state.parked)
 
 
 def apply_plan(plan: Plan, client: Client, keys: Keys, state: SyncState, options: Options,
@@ -83,5 +82,4 @@ def converged(loaded: LoadedManifest, client: Client, options: Options, state: S
 def reporting(options: Options) -> Options:
     """For a plan that only reports (drift, the post-apply check): a brake would
     hide the difference it is meant to stop."""
-    return Options(Brakes(allow_empty=True, allow_deregister=True), options.state_file,
-                   options.emulator, options.parallelism)
+    return replace(options, brakes=Brakes(allow_empty=True, allow_deregister=True))
