@@ -58,7 +58,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -242,6 +241,92 @@ def run(host: EmulatorHost, pipelines: int, models: int, parallelism: int,
                stats["connections"], stats["cpu"], client_cpu)
 
 
+# --- --profile: where the client's time goes -------------------------------------------
+
+def profile(args: argparse.Namespace, pipelines: int = 1000) -> list[str]:
+    """Thread CPU of each part of the client during one apply, then the same
+    apply with rebound()'s DeepDiff check replaced (in this process only) by a
+    plain == of the two configs with the model reference put back, DeepDiff
+    being called only to name the difference when they differ."""
+    import copy
+    from convai_sync.errors import ConvaiSyncError
+    from convai_sync.providers import http, transport
+    from convai_sync.providers.langbot import client as lbc
+
+    spent: Counter[str] = Counter()
+    calls: Counter[str] = Counter()
+    lock = threading.Lock()
+    undo: list[tuple[Any, str, Any]] = []
+
+    def wrap(owner: Any, name: str, label: str) -> None:
+        original = getattr(owner, name)
+        undo.append((owner, name, original))
+
+        def timed(*a: Any, **k: Any) -> Any:
+            c0 = time.thread_time()
+            try:
+                return original(*a, **k)
+            finally:
+                with lock:
+                    spent[label] += time.thread_time() - c0
+                    calls[label] += 1
+        setattr(owner, name, timed)
+
+    models = MODELS_FOR.get(pipelines, max(1, pipelines // 33))
+    host = EmulatorHost()
+    out = [f"Profile of the {pipelines:,}-pipeline apply (thread CPU by part; the timers add "
+           "some overhead):", ""]
+    try:
+        wrap(lbc.LangBotClient, "bind", "bind() in all")
+        wrap(lbc, "rebound", "rebound(): deepcopy + DeepDiff of the config")
+        wrap(http.HttpSession, "_once", "HttpSession._once in all")
+        wrap(transport.JsonTransport, "request", "JsonTransport.request: json.dumps, httpcore, h11")
+        wrap(http.HttpSession, "_decode", "HttpSession._decode: response.json()")
+        r = run(host, pipelines, models, args.parallelism, args.latency_ms)
+        for owner, name, original in reversed(undo):
+            setattr(owner, name, original)
+        out.append(f"apply {r.apply_s:.3f} s = {r.apply_s / r.bound_s:.2f}x the bound, client CPU "
+                   f"{r.client_cpu_s:.2f} s for {r.apply_requests:,} requests:")
+        out += [f"- {label}: {s:.3f} s ({calls[label]:,} calls, {s / calls[label] * 1000:.3f} ms each)"
+                for label, s in spent.most_common()]
+
+        original_rebound = lbc.rebound
+
+        def rebound(config: Any, target: str, obj: str) -> dict[str, Any]:
+            new = copy.deepcopy(config)
+            slot = lbc._model_slot(new)
+            if slot is None:
+                return original_rebound(config, target, obj)  # its own error
+            old, slot["primary"] = slot.get("primary"), target
+            slot["primary"] = old
+            same = new == config
+            slot["primary"] = target
+            if not same:
+                from deepdiff import DeepDiff
+                raise ConvaiSyncError(f"internal error: rebinding {obj} would change more than "
+                                      f"its model ({sorted(DeepDiff(config, new))})")
+            return new
+
+        lbc.rebound = rebound
+        try:
+            whatif = [run(host, pipelines, models, args.parallelism, args.latency_ms)
+                      for _ in range(3)]
+            lbc.rebound = original_rebound
+            asis = [run(host, pipelines, models, args.parallelism, args.latency_ms) for _ in range(3)]
+        finally:
+            lbc.rebound = original_rebound
+    finally:
+        for owner, name, original in reversed(undo):
+            setattr(owner, name, original)
+        host.close()
+    fmt = lambda rs: ", ".join(f"{x.apply_s:.2f} s = {x.apply_s / x.bound_s:.2f}x "  # noqa: E731
+                               f"(client CPU {x.client_cpu_s:.2f} s)" for x in rs)
+    out += ["", f"As is, 3 runs: {fmt(asis)}.",
+            f"What-if, rebound() checked with == (DeepDiff only on a difference), 3 runs: "
+            f"{fmt(whatif)}."]
+    return out
+
+
 # --- the real server ------------------------------------------------------------------
 
 class RequestCounter:
@@ -268,6 +353,52 @@ class RequestCounter:
         return out
 
 
+class ApplyTimer:
+    """Times the executor's part of a CLI apply (engine.apply_plan, as cli_common
+    calls it) and each of its phases, by wrapping it (for --real only)."""
+
+    def __init__(self) -> None:
+        self.marks: list[tuple[str, float, int]] = []
+        self.seconds = 0.0
+        self.requests = 0
+
+    def install(self) -> None:
+        from convai_sync import cli_common
+        original = cli_common.apply_plan
+        timer = self
+
+        class Tee:
+            def __init__(self, inner: Any, client: Any) -> None:
+                self.inner, self.client = inner, client
+
+            def phase(self, phase: Any, changes: list[Any]) -> None:
+                timer.marks.append((phase.name.lower(), time.perf_counter(), self.client.requests))
+                self.inner.phase(phase, changes)
+
+            def finished(self, outcome: Any) -> None:
+                self.inner.finished(outcome)
+
+            def done(self) -> None:
+                self.inner.done()
+
+        def timed(plan: Any, client: Any, keys: Any, state: Any, options: Any,
+                  progress: Any = None) -> Any:
+            before, t0 = client.requests, time.perf_counter()
+            timer.marks = []
+            try:
+                return original(plan, client, keys, state, options, Tee(progress, client))
+            finally:
+                end = time.perf_counter()
+                timer.seconds, timer.requests = end - t0, client.requests - before
+                timer.marks.append(("finish", end, client.requests))
+
+        cli_common.apply_plan = timed  # type: ignore[assignment]
+
+    def phases(self) -> str:
+        return "; ".join(f"{name} {b[2] - a[2]} requests in {b[1] - a[1]:.2f} s"
+                         for a, b in zip(self.marks, self.marks[1:]) for name in [a[0]])
+
+
 def cli(*argv: str) -> tuple[int, str, str, float]:
     """Run `convai-sync ARGV` in this process: exit code, stdout, stderr, wall time."""
     from convai_sync.cli import main as cli_main
@@ -282,12 +413,23 @@ def cli(*argv: str) -> tuple[int, str, str, float]:
     return code, out.getvalue(), err.getvalue(), time.perf_counter() - t0
 
 
+def server_cpu(lb: Any) -> float:
+    """CPU seconds (user + system) the LangBot process has used so far."""
+    try:
+        fields = Path(f"/proc/{lb.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, AttributeError, IndexError, ValueError):
+        return float("nan")
+
+
 def real_run(pipelines: int, old_models: int, new_models: int, parallelism: int) -> list[str]:
     from langbot_server import LangBotServer, find_langbot
     if find_langbot() is None:
         raise SystemExit("--real: LangBot 4.11.2 is not installed; run .ci/install-langbot")
     counter = RequestCounter()
     counter.install()
+    timer = ApplyTimer()
+    timer.install()
     old_url, new_url = "http://127.0.0.1:9/old/v1", "http://127.0.0.1:9/new/v1"
     out: list[str] = []
     t0 = time.perf_counter()
@@ -340,9 +482,12 @@ def real_run(pipelines: int, old_models: int, new_models: int, parallelism: int)
             counter.take()
             plan1 = cli("plan", "-f", str(manifest), "--parallelism", str(parallelism))
             plan1_counts = counter.take()
+            cpu0 = server_cpu(lb)
             apply = cli("apply", "-f", str(manifest), "--auto-approve",
                         "--parallelism", str(parallelism))
+            apply_cpu = server_cpu(lb) - cpu0
             apply_counts = counter.take()
+            executor = (timer.seconds, timer.requests, timer.phases())
             plan2 = cli("plan", "-f", str(manifest), "--parallelism", str(parallelism))
             plan2_counts = counter.take()
         finally:
@@ -354,6 +499,29 @@ def real_run(pipelines: int, old_models: int, new_models: int, parallelism: int)
         live_models = call("GET", "/api/v1/provider/models/llm")["models"]
         live_pipes = call("GET", "/api/v1/pipelines")["pipelines"]
         providers = call("GET", "/api/v1/provider/providers")["providers"]
+
+        # For comparison, not a target: the same 100 rebinds alone (the new models
+        # exist now), at --parallelism 1 and then 10, each after moving every
+        # pipeline back to its old model through the raw API.
+        rebinds_only: list[tuple[int, int, float, int, float]] = []
+        os.environ.update(env)
+        try:
+            for p in (1, parallelism):
+                for i, u in enumerate(uuids):
+                    config = call("GET", f"/api/v1/pipelines/{u}")["pipeline"]["config"]
+                    config["ai"]["runner_config"][RUNNER]["model"]["primary"] = olds[i % old_models]
+                    call("PUT", f"/api/v1/pipelines/{u}", {"config": config})
+                cpu0 = server_cpu(lb)
+                again = cli("apply", "-f", str(manifest), "--auto-approve", "--parallelism", str(p))
+                rebinds_only.append((p, again[0], timer.seconds, timer.requests,
+                                     server_cpu(lb) - cpu0))
+                counter.take()
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
         for text in (plan1[1], plan1[2], apply[1], apply[2], plan2[1], plan2[2]):
             for secret in (MODEL_KEY, NEW_KEY, lb.key):
                 if secret in text:
@@ -361,8 +529,9 @@ def real_run(pipelines: int, old_models: int, new_models: int, parallelism: int)
         new_uuids = {m["uuid"] for m in live_models if m["name"].startswith("new-model-")}
         on_new = sum(1 for p in live_pipes if p["config"]["ai"]["runner_config"][RUNNER]["model"]
                      ["primary"] in new_uuids)
-        version = lb.log_tail(400)
+        server_log = lb.log_tail(400)
 
+    dupes = sum(1 for p in providers if p.get("base_url") == new_url)
     first = next((ln for ln in plan1[1].splitlines() if "to register" in ln), plan1[1][-200:])
     ok_apply = apply[0] == 0 and "The account now matches the manifest." in apply[1]
     ok_plan = plan2[0] == 0 and "No changes." in plan2[1]
@@ -381,8 +550,24 @@ def real_run(pipelines: int, old_models: int, new_models: int, parallelism: int)
         f"{'The account now matches the manifest.' if ok_apply else 'DID NOT CONVERGE'} |",
         f"| plan (after) | {plan2[0]} | {plan2[3]:.2f} s | {sum(plan2_counts.values())} "
         f"({fmt(plan2_counts)}) | {'No changes.' if ok_plan else 'CHANGES LEFT'} |", "",
+        f"Inside the apply: the executor (engine.apply_plan) took {executor[0]:.2f} s for "
+        f"{executor[1]} requests ({executor[2]}); the rest is the plan read before it, "
+        f"the verifying read after it, and the CLI. The LangBot process used {apply_cpu:.2f} s "
+        f"of CPU during the whole apply command ({apply_cpu / sum(apply_counts.values()) * 1000:.1f} "
+        "ms a request).", "",
         f"After: {len(live_models)} models ({len(new_uuids)} new), {on_new} of {len(live_pipes)} "
-        f"pipelines on a new model, {len(providers)} provider objects (built-in included).", "",
+        f"pipelines on a new model, {len(providers)} provider objects (built-in included): "
+        + "; ".join(f"{p['base_url']} with {p.get('llm_count')} models" for p in providers) + ".", "",
+        *([f"Note: {dupes} provider objects hold the same new base_url and key: the "
+           f"{new_models} registrations ran concurrently and LangBot's find-or-create of their "
+           "shared inline provider (SELECT, then INSERT, no lock or unique key) raced.", ""]
+          if dupes > 1 else []),
+        "For comparison (not a target), the 100 rebinds alone (200 requests), after moving the "
+        "pipelines back through the raw API: " + "; ".join(
+            f"--parallelism {p}: exit {code}, executor {s:.2f} s for {n} requests "
+            f"({s / n * 1000:.1f} ms a request; LangBot CPU {cpu:.2f} s for the whole command)"
+            if n else f"--parallelism {p}: exit {code}"
+            for p, code, s, n, cpu in rebinds_only) + ".", "",
         "Targets:",
         f"- {'met' if ok_apply else 'MISSED'}: one apply converges against the real server "
         f"(exit {apply[0]})",
@@ -390,7 +575,7 @@ def real_run(pipelines: int, old_models: int, new_models: int, parallelism: int)
     ]
     if not (ok_apply and ok_plan):
         out += ["", "apply stdout:", apply[1][-3000:], "apply stderr:", apply[2][-3000:],
-                "plan stdout:", plan2[1][-3000:], "server log:", version[-3000:]]
+                "plan stdout:", plan2[1][-3000:], "server log:", server_log[-3000:]]
     return out
 
 
@@ -480,14 +665,18 @@ def main(argv: list[str] | None = None) -> int:
                     "measured; others are extrapolated from the largest of these [100]")
     ap.add_argument("--latency-ms", type=float, default=20.0, help="emulator latency per request")
     ap.add_argument("--parallelism", type=int, default=10, help="convai-sync --parallelism")
+    ap.add_argument("--profile", action="store_true", help="only: where the client's time goes "
+                    "in the 1,000-pipeline apply, and the apply with a cheaper rebound() check")
     ap.add_argument("--markdown", metavar="FILE", help="also write the report to FILE")
     args = ap.parse_args(argv)
 
     out = [f"Machine: {machine()}", ""]
     print("\n".join(out), flush=True)
-    if args.real:
+    if args.profile:
+        lines, targets = profile(args), []
+    elif args.real:
         lines = real_run(pipelines=100, old_models=10, new_models=10, parallelism=args.parallelism)
-        targets: list[tuple[bool, str]] = []
+        targets = []
     else:
         lines, targets = emulator_rows(args)
     if targets:

@@ -345,3 +345,37 @@ def test_json_and_markdown_plans_speak_of_pipelines(lb: Harness) -> None:
     markdown = lb.cli("plan", "-f", path, "--format", "markdown").stdout
     assert "| register | update | replace | deregister | pipelines |" in markdown
     assert "Pipelines that use them are moved first" in markdown and "(platform `langbot`)" in markdown
+
+
+def test_new_models_on_one_new_provider_make_one_provider_object(lb: Harness) -> None:
+    # LangBot's find-or-create of an inline provider races: concurrent creates
+    # for a provider that does not exist yet each made one (seen on 4.11.2).
+    models = "".join(f"""  - key: m{i}
+    name: model-{i}
+    base_url: http://127.0.0.1:9/shared/v1
+    api_keys: ["${{LB_NEW_KEY}}"]
+""" for i in range(10))
+    out = lb.cli("apply", "-f", lb.write(f"version: 1\nplatform: langbot\nmodels:\n{models}"),
+                 "--auto-approve", "--parallelism", "10")
+    assert out.code == 0, out.output
+    shared = [p for p in lb.ws.providers() if p["base_url"].rstrip("/") == "http://127.0.0.1:9/shared/v1"]
+    assert len(shared) == 1 and shared[0]["llm_count"] == 10
+
+
+def test_rebound_changes_only_the_model_reference() -> None:
+    from deepdiff import DeepDiff
+
+    from convai_sync.errors import ConvaiSyncError
+    from convai_sync.providers.langbot.client import rebound
+
+    config = json.loads(FIXTURE.read_text())
+    config["ai"] = {"runner": {"id": RUNNER}, "runner_config": {RUNNER: {
+        "model": {"primary": "old", "fallbacks": ["x"]}, "prompt": [{"role": "system", "content": "p"}]}}}
+    new = rebound(config, "new", "pipeline 'p'")
+    diff = DeepDiff(config, new)
+    assert list(diff) == ["values_changed"] and list(diff["values_changed"]) == [
+        f"root['ai']['runner_config']['{RUNNER}']['model']['primary']"]
+    assert config["ai"]["runner_config"][RUNNER]["model"]["primary"] == "old"  # not mutated
+    del config["ai"]["runner_config"][RUNNER]["model"]
+    with pytest.raises(ConvaiSyncError, match="its runner has no model setting"):
+        rebound(config, "new", "pipeline 'p'")
