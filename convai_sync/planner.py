@@ -105,19 +105,16 @@ def _model_change(work: _Work, spec: DesiredModel, action: Action, phase: Phase,
 
 def _rotation(work: _Work, spec: DesiredModel) -> tuple[str, str] | None:
     """(before, after) labels when the manifest's api_key_version differs from
-    the version last applied; None when the key need not be sent."""
+    the version last applied; None when the key need not be sent. With no record
+    (a first versioned run, a lost state file) the live key may be the leaked
+    one: send it."""
     if spec.key_version is None:
         return None
     applied = work.key_versions.get(spec.name)
-    if applied is None:
-        work.warnings.append(f"no record of which api_key_version of model '{spec.name}' is "
-                             f"live; assuming version {spec.key_version} (it is recorded on the "
-                             "next apply)")
-        return None
     if applied == spec.key_version:
         return None
-    return (f"(sensitive, version {applied})",
-            f"(sensitive, version {applied} \u2192 {spec.key_version})")
+    was = "unknown" if applied is None else str(applied)
+    return (f"(sensitive, version {was})", f"(sensitive, version {was} \u2192 {spec.key_version})")
 
 
 def _plan_models(work: _Work) -> None:
@@ -138,7 +135,7 @@ def _plan_models(work: _Work) -> None:
             before, after = dict(have), {**have, **{k: want[k] for k in diff}}
             if rotation:
                 before[work.caps.secret_field], after[work.caps.secret_field] = rotation
-                diff += (work.caps.secret_field,)
+                diff += () if work.caps.secret_field in diff else (work.caps.secret_field,)
             _model_change(work, spec, Action.UPDATE, Phase.UPDATE, before, after, diff)
             continue
         if spec.protect:

@@ -8,8 +8,8 @@
 
 The file holds model names, character IDs and integers only: no secret,
 nothing derived from one. It is kept per account (API base URL) and written
-only when there is something to keep. A missing version record means "adopt":
-the manifest's version is assumed live and recorded on the next apply.
+only when there is something to keep. A missing version record means the live
+key is unknown: the plan sends the manifest's key, and the apply records it.
 """
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ class SyncState:
             memo = dict(entry.get("platform", {}))
         except (ValueError, AttributeError, TypeError) as e:
             raise ConvaiSyncError(f"{path}: not a convai-sync state file ({e}); fix or delete it "
-                                  "(deleting it only means key versions are adopted again)") from None
+                                  "(deleting it only means each versioned key is sent once more)") from None
         return cls(path, account, versions, parked, memo, doc)
 
     def worth_saving(self, plan: Any) -> bool:
