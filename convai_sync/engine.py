@@ -58,7 +58,7 @@ def make_plan(loaded: LoadedManifest, client: Client, options: Options,
     """The plan from `live` (read now when not given)."""
     state = state or sync_state(loaded.path, client, options)
     live = live or read_live(loaded, client, state, options)
-    return build_plan(loaded, live, options.brakes, state.versions, state.parked)
+    return build_plan(loaded, live, options.brakes, state.versions, state.parked, state.fields)
 
 
 def apply_plan(plan: Plan, client: Client, keys: Keys, state: SyncState, options: Options,

@@ -131,10 +131,21 @@ def parse_manifest(text: str, name: str = "<manifest>") -> LoadedManifest:
     except ValidationError as e:
         raise ManifestError(_pydantic_problems(name, located, e, target)) from None
     loaded = LoadedManifest(manifest, name, located, target)
-    problems = target.cross_check(loaded)
+    problems = target.cross_check(loaded) + _untakeable(loaded)
     if problems:
         raise ManifestError(problems)
     return loaded
+
+
+def _untakeable(loaded: LoadedManifest) -> list[str]:
+    """Fields the manifest's chosen API variant cannot write at all (with `auto`
+    the variant is known only once read: the planner checks it then)."""
+    desired = loaded.desired
+    if desired.variant == "auto":
+        return []
+    caps = loaded.platform.capabilities(desired.variant)
+    return [caps.untakeable_problem(loaded.where("models", i, fields[0]), m.name, fields)
+            for i, m in enumerate(desired.models) if (fields := caps.untakeable(m.fields))]
 
 
 def _read_text(path: Path, name: str) -> str:

@@ -42,6 +42,7 @@ class _Work:
     key_versions: dict[str, int] = field(default_factory=dict)
     parked: dict[str, str] = field(default_factory=dict)
     parked_resolved: list[str] = field(default_factory=list)
+    applied: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def ref(self) -> str:
@@ -53,21 +54,24 @@ class _Work:
 
 def build_plan(loaded: LoadedManifest, live: LiveState, brakes: Brakes = Brakes(),
                key_versions: dict[str, int] | None = None,
-               parked: dict[str, str] | None = None) -> Plan:
+               parked: dict[str, str] | None = None,
+               applied: dict[str, dict[str, Any]] | None = None) -> Plan:
     """The plan for a loaded manifest against what its platform's account holds."""
     caps = loaded.platform.capabilities(live.dialect)
-    return plan_desired(loaded.desired, live, caps, brakes, key_versions, parked)
+    return plan_desired(loaded.desired, live, caps, brakes, key_versions, parked, applied)
 
 
 @gc_paused()  # many small acyclic objects: see perf.py
 def plan_desired(desired: Desired, live: LiveState, caps: Capabilities, brakes: Brakes = Brakes(),
                  key_versions: dict[str, int] | None = None,
-                 parked: dict[str, str] | None = None) -> Plan:
+                 parked: dict[str, str] | None = None,
+                 applied: dict[str, dict[str, Any]] | None = None) -> Plan:
     """The full plan, or PlanError listing every reason it cannot be made safely.
     `key_versions` is the api_key_version last applied per model, `parked` the
-    unmanaged consumers an earlier run left on the fallback (see state.py)."""
+    unmanaged consumers an earlier run left on the fallback, `applied` the
+    write-only fields last applied per model (see state.py)."""
     work = _Work(desired, live, caps, key_versions=dict(key_versions or {}), parked=dict(parked or {}),
-                 warnings=list(live.warnings))
+                 warnings=list(live.warnings), applied=dict(applied or {}))
     _plan_models(work)
     _plan_deregistrations(work)
     _plan_consumers(work)
@@ -77,9 +81,13 @@ def plan_desired(desired: Desired, live: LiveState, caps: Capabilities, brakes: 
         raise PlanError("the plan was refused; nothing was written:\n" +
                         "\n".join(f"  - {p}" for p in work.problems))
     versions = {m.name: m.key_version for m in desired.models if m.key_version is not None}
+    write_only = {m.name: {f: m.fields[f] for f in caps.write_only if f in m.fields}
+                  for m in desired.models}
     plan = Plan.for_caps(caps, work.changes, work.warnings,
                          {"requests": live.requests, "api_key_versions": versions,
-                          "parked_resolved": sorted(work.parked_resolved)})
+                          "parked_resolved": sorted(work.parked_resolved),
+                          "applied_fields": {k: v for k, v in write_only.items() if v},
+                          "unchecked_fields": list(caps.unreadable)})
     plan.verify_order(live, desired.builtins)
     return plan
 
@@ -120,11 +128,14 @@ def _rotation(work: _Work, spec: DesiredModel) -> tuple[str, str] | None:
 def _plan_models(work: _Work) -> None:
     for spec in work.desired.models:
         live = work.live.models.get(spec.name)
+        untakeable = work.caps.untakeable(spec.fields)
+        if untakeable:
+            work.problems.append(work.caps.untakeable_problem(spec.where, spec.name, untakeable))
         if live is None:
             after = _registration(work, spec)
             _model_change(work, spec, Action.REGISTER, Phase.REGISTER, None, after, tuple(after))
             continue
-        have = live.known(work.caps.readable)
+        have = {**live.known(work.caps.readable), **_recorded(work, spec)}
         want = {**spec.fields, **_desired_key(work, spec, have)}
         diff = tuple(k for k in want if k in have and have[k] != want[k])
         forcing = tuple(k for k in diff if k not in work.caps.updatable)
@@ -147,6 +158,13 @@ def _plan_models(work: _Work) -> None:
                       diff, forces_replace=forcing,
                       reason=f"{', '.join(forcing)} cannot be updated in the {work.caps.variant} "
                              "dialect")
+
+
+def _recorded(work: _Work, spec: DesiredModel) -> dict[str, Any]:
+    """Write-only fields as last applied; a field with no record is taken as the
+    manifest's (adopted) and recorded by the next apply."""
+    record = work.applied.get(spec.name, {})
+    return {f: record[f] for f in work.caps.write_only if f in record}
 
 
 def _desired_key(work: _Work, spec: DesiredModel, have: dict[str, Any]) -> dict[str, Any]:

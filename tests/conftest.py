@@ -82,6 +82,17 @@ def run(env: dict[str, str]) -> Callable[..., Result]:
     return invoke
 
 
+def example_for(dialect: str, tmp_path: Path) -> Path:
+    """The example manifest as a dialect can take it: custom-llm cannot set
+    display_name (its register and update have no such field)."""
+    if dialect != "custom-llm":
+        return EXAMPLE
+    path = tmp_path / "models.yaml"
+    path.write_text("".join(line for line in EXAMPLE.read_text().splitlines(True)
+                            if "display_name:" not in line))
+    return path
+
+
 def cli_env(**extra: str) -> dict[str, str]:
     """The environment for running convai-sync as a separate process: the test
     account key and canary model keys, no stray API URL or NO_COLOR, then `extra`."""

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Callable
 
 import pytest
 
-from conftest import CANARIES, EXAMPLE, Result, assert_no_secret
+from conftest import CANARIES, EXAMPLE, Result, assert_no_secret, example_for
 from convai_sync.emulator import Emulator
 from convai_sync.manifest import load_manifest
 
@@ -36,9 +37,10 @@ def assert_matches_manifest(emu: Emulator, dialect: str) -> None:
 
 @pytest.mark.parametrize("dialect", DIALECTS)
 def test_drifted_account_converges_and_no_character_is_ever_orphaned(
-        dialect: str, make_emulator: Callable[..., Emulator], run: Callable[..., Result]) -> None:
+        dialect: str, make_emulator: Callable[..., Emulator], run: Callable[..., Result],
+        tmp_path: Path) -> None:
     emu = make_emulator(dialect)
-    args = ("-f", str(EXAMPLE), "--api-url", emu.url)
+    args = ("-f", str(example_for(dialect, tmp_path)), "--api-url", emu.url)
     first = run("plan", *args, "--detailed-exitcode")
     assert first.code == 2, first.output
     assert "Plan: 1 to register" in first.stdout
@@ -71,9 +73,10 @@ def test_replace_in_llm_models_parks_characters_then_restores_them(
 
 
 def test_custom_llm_updates_model_name_in_place(make_emulator: Callable[..., Emulator],
-                                                run: Callable[..., Result]) -> None:
+                                                run: Callable[..., Result], tmp_path: Path) -> None:
     emu = make_emulator("custom-llm")
-    out = run("plan", "-f", str(EXAMPLE), "--api-url", emu.url, "--format", "json")
+    example = example_for("custom-llm", tmp_path)
+    out = run("plan", "-f", str(example), "--api-url", emu.url, "--format", "json")
     doc = json.loads(out.stdout)
     assert doc["dialect"] == "custom-llm"
     llama = [c for c in doc["changes"] if c["id"] == "studio-llama-70b"]
@@ -164,9 +167,9 @@ def test_failed_phase_stops_later_phases_and_a_rerun_converges(
 
 
 def test_auto_dialect_detects_custom_llm(make_emulator: Callable[..., Emulator],
-                                         run: Callable[..., Result]) -> None:
+                                         run: Callable[..., Result], tmp_path: Path) -> None:
     emu = make_emulator("custom-llm")
-    out = run("plan", "-f", str(EXAMPLE), "--api-url", emu.url)
+    out = run("plan", "-f", str(example_for("custom-llm", tmp_path)), "--api-url", emu.url)
     assert "(dialect: custom-llm)" in out.stdout
     assert [r.path for r in emu.requests] == ["/llm-models/list", "/custom-llm/list", "/character/list"]
 
@@ -191,3 +194,26 @@ def test_emulator_flag_runs_the_demo_without_an_account(run: Callable[..., Resul
 def test_validate_reports_counts(run: Callable[..., Result]) -> None:
     out = run("validate", "-f", str(EXAMPLE))
     assert (out.code, out.stdout.strip()) == (0, f"{EXAMPLE}: valid (3 models, 5 characters)")
+
+
+def test_custom_llm_sends_a_changed_is_uncensored_it_cannot_read_back(
+        make_emulator: Callable[..., Emulator], run: Callable[..., Result], tmp_path: Path) -> None:
+    emu = make_emulator("custom-llm")
+    example = example_for("custom-llm", tmp_path)
+    args = ("-f", str(example), "--api-url", emu.url)
+    assert run("apply", *args, "--auto-approve").code == 0
+    state = json.loads((tmp_path / "models.state.json").read_text())["accounts"][emu.url]
+    assert state["applied_fields"]["studio-turbo"] == {"is_uncensored": False}
+    example.write_text(example.read_text().replace("is_uncensored: false", "is_uncensored: true"))
+    planned = run("plan", *args, "--detailed-exitcode")
+    assert planned.code == 2, planned.output
+    assert "~ is_uncensored = false -> true" in planned.stdout
+    assert ("Not checked live (the custom-llm API does not return them): display_name, "
+            "is_uncensored; a change is planned against the value last applied") in planned.stdout
+    doc = json.loads(run("plan", *args, "--format", "json").stdout)
+    assert doc["meta"]["unchecked_fields"] == ["display_name", "is_uncensored"]
+    emu.clear_log()
+    assert run("apply", *args, "--auto-approve").code == 0
+    assert [(r.path, r.body.get("is_uncensored")) for r in emu.writes()] == [("/custom-llm/update", True)]
+    assert emu.models()["studio-turbo"]["is_uncensored"] is True
+    assert run("plan", *args, "--detailed-exitcode").code == 0

@@ -43,6 +43,23 @@ class Capabilities:
         """Model fields this variant never returns: never a difference, never drift."""
         return tuple(f for f in self.model_fields if f not in self.readable)
 
+    @property
+    def write_only(self) -> tuple[str, ...]:
+        """Model fields the API takes but never returns: what was last applied is
+        recorded (state.py) and compared instead, as Terraform does."""
+        takes = self.updatable | self.registrable
+        return tuple(f for f in self.unreadable if f in takes)
+
+    def untakeable(self, fields: dict[str, Any]) -> tuple[str, ...]:
+        """Of a model's desired fields, those neither a register nor an update takes."""
+        takes = self.updatable | self.registrable
+        return tuple(f for f in fields if f in self.model_fields and f not in takes)
+
+    def untakeable_problem(self, where: str, model: str, fields: tuple[str, ...]) -> str:
+        return (f"{where}: model '{model}' sets {', '.join(fields)}, which the {self.variant} API "
+                "cannot set (neither its register nor its update takes it); remove it from the "
+                "manifest" + (", or use another api_dialect" if self.platform == "convai" else ""))
+
     def consumers(self, n: int) -> str:
         return self.consumer_noun if n == 1 else self.consumer_noun + "s"
 

@@ -28,7 +28,7 @@ def render_plan(plan: Plan, color: bool = False) -> str:
         out.append("")
     if plan.empty:
         out.append(paint(plan.summary_line(), "green"))
-        return "\n".join(out) + "\n"
+        return "\n".join(out + _unchecked(plan)) + "\n"
     where = f"dialect: {plan.dialect}" if plan.platform == "convai" else f"platform: {plan.platform}"
     out.append(f"convai-sync will perform these actions, in this order ({where}):")
     total = len(list(plan.phases()))
@@ -40,7 +40,16 @@ def render_plan(plan: Plan, color: bool = False) -> str:
             out.extend(_change(change, plan, paint))
     out.append("")
     out.append(click.style(plan.summary_line(), bold=True) if color else plan.summary_line())
-    return "\n".join(out) + "\n"
+    return "\n".join(out + _unchecked(plan)) + "\n"
+
+
+def _unchecked(plan: Plan) -> list[str]:
+    """Model fields the API never returns: the plan cannot see them live."""
+    fields = plan.meta.get("unchecked_fields") or []
+    if not fields:
+        return []
+    return [f"Not checked live (the {plan.dialect} API does not return them): {', '.join(fields)}; "
+            "a change is planned against the value last applied (state file)."]
 
 
 def _change(change: Change, plan: Plan, paint: Any) -> list[str]:
