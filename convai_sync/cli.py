@@ -14,7 +14,8 @@ from . import __version__
 from .account import open_account
 from .cli_common import (EXIT_CHANGES, EXIT_ERROR, EXIT_OK, FORMATS, account_label, account_options,
                          brake_options, emit_plan, manifest_option, manifest_secrets, options,
-                         platform_named, run_apply, target, verify_converged, warn_missing,
+                         platform_named, require_keys, run_apply, target, verify_converged,
+                         warn_missing,
                          write_json)
 from .cli_gitops import COMMANDS, apply_saved_plan
 from .cli_markdown import markdown_options, markdown_settings
@@ -59,7 +60,7 @@ def plan(manifest_path: str, fmt: str, detailed_exitcode: bool, out_file: str | 
     """Show what apply would change, in the order it would change it."""
     markdown = markdown_settings(opts)
     loaded = load_manifest(manifest_path)
-    resolved = manifest_secrets(loaded, opts["emulator"], strict=False)
+    resolved = manifest_secrets(loaded, opts["emulator"])
     with open_account(target(opts, loaded.desired.variant), loaded.platform) as client:
         state = sync_state(loaded.path, client, options(opts))
         live = read_live(loaded, client, state, options(opts))
@@ -70,7 +71,7 @@ def plan(manifest_path: str, fmt: str, detailed_exitcode: bool, out_file: str | 
         write_json(out_file, saved_document(result, loaded, live, account))
         click.echo(f"Saved the plan to {out_file}; apply exactly it with: convai-sync apply {out_file}",
                    err=True)
-    warn_missing(resolved)
+    warn_missing(resolved, result)
     sys.exit(EXIT_CHANGES if detailed_exitcode and not result.empty else EXIT_OK)
 
 
@@ -92,10 +93,11 @@ def apply(manifest_path: str | None, auto_approve: bool, report_file: str | None
     if plan_file is not None:
         return apply_saved_plan(plan_file, auto_approve, report_file, opts)
     loaded = load_manifest(manifest_path)
-    resolved = manifest_secrets(loaded, opts["emulator"], strict=True)
+    resolved = manifest_secrets(loaded, opts["emulator"])
     with open_account(target(opts, loaded.desired.variant), loaded.platform) as client:
         state = sync_state(loaded.path, client, options(opts))
         result = make_plan(loaded, client, options(opts), state)
+        require_keys(resolved, result)
         if run_apply(result, client, resolved.keys, state, opts, auto_approve, report_file):
             verify_converged(loaded, client, opts, state)
 

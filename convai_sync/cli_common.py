@@ -100,16 +100,22 @@ def write_text(path: str, text: str) -> None:
         raise ConvaiSyncError(f"{path}: cannot write: {e.strerror}") from None
 
 
-def manifest_secrets(loaded: LoadedManifest, emulator: bool, strict: bool) -> ResolvedSecrets:
-    resolved = resolve_secrets(loaded, placeholder=EMULATOR_SECRET if emulator else None)
-    if strict and resolved.missing:
-        raise resolved.refusal()
-    return resolved
+def manifest_secrets(loaded: LoadedManifest, emulator: bool) -> ResolvedSecrets:
+    return resolve_secrets(loaded, placeholder=EMULATOR_SECRET if emulator else None)
 
 
-def warn_missing(resolved: ResolvedSecrets) -> None:
-    if resolved.missing:
-        click.echo("Warning: " + resolved.missing_message().replace("\n", "\nWarning: ") +
+def require_keys(resolved: ResolvedSecrets, plan: Plan) -> None:
+    """Refuse, before the first write, when a key this apply sends is unset; a
+    variable of a model whose key it does not send may stay unset."""
+    needed = resolved.only(plan.key_models())
+    if needed.missing:
+        raise needed.refusal()
+
+
+def warn_missing(resolved: ResolvedSecrets, plan: Plan) -> None:
+    needed = resolved.only(plan.key_models())
+    if needed.missing:
+        click.echo("Warning: " + needed.missing_message().replace("\n", "\nWarning: ") +
                    "\nWarning: apply will refuse to run until these are set.", err=True)
 
 

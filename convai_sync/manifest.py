@@ -317,6 +317,11 @@ class ResolvedSecrets:
                  for var, group, where in self.missing]
         return "\n".join(lines)
 
+    def only(self, models: Iterable[str]) -> "ResolvedSecrets":
+        """The same, with only the unset variables of `models` (what an apply sends)."""
+        wanted = set(models)
+        return ResolvedSecrets(self.keys, [m for m in self.missing if m[1] in wanted])
+
     def refusal(self) -> ConvaiSyncError:
         """The error an apply stops with, before its first write, when keys are unset."""
         return ConvaiSyncError(self.missing_message() + "\nNothing was written. Set these "

@@ -158,6 +158,10 @@ class Plan:
             if group:
                 yield phase, group
 
+    def key_models(self) -> set[str]:
+        """The models whose key applying this plan sends."""
+        return {c.id for c in self.changes if c.is_model and c.sends_key}
+
     def phase_title(self, phase: Phase) -> str:
         return phase.title(self.noun)
 

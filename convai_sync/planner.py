@@ -87,9 +87,16 @@ def plan_desired(desired: Desired, live: LiveState, caps: Capabilities, brakes: 
                          {"requests": live.requests, "api_key_versions": versions,
                           "parked_resolved": sorted(work.parked_resolved),
                           "applied_fields": {k: v for k, v in write_only.items() if v},
+                          "key_variables": _key_variables(desired, work.changes),
                           "unchecked_fields": list(caps.unreadable)})
     plan.verify_order(live, desired.builtins)
     return plan
+
+
+def _key_variables(desired: Desired, changes: list[Change]) -> dict[str, list[str]]:
+    """The ${VAR}s apply reads, per model whose key it sends (names only)."""
+    sent = [c.id for c in changes if c.is_model and c.sends_key]
+    return {m: list(spec.secret_vars) for m in sent if (spec := desired.model(m))}
 
 
 def _key_label(spec: DesiredModel) -> str:

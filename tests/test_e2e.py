@@ -139,7 +139,36 @@ def test_missing_secret_warns_on_plan_and_blocks_apply_before_any_write(
     assert applied.code == 1
     assert "models.yaml:" in applied.stderr and "STUDIO_VLLM_KEY is not set" in applied.stderr
     assert "Nothing was written" in applied.stderr
-    assert emu.requests == []
+    assert emu.writes() == []  # it read the account to know which keys it sends, then stopped
+    assert "STUDIO_GATEWAY_KEY" not in applied.stderr
+
+
+def test_apply_refuses_only_for_keys_it_sends(make_emulator: Callable[..., Emulator],
+                                             run: Callable[..., Result], tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    emu = make_emulator()
+    args = ("-f", str(EXAMPLE), "--api-url", emu.url)
+    assert run("apply", *args, "--auto-approve").code == 0
+    monkeypatch.delenv("STUDIO_VLLM_KEY")
+    monkeypatch.delenv("STUDIO_GATEWAY_KEY")
+    edited = tmp_path / "models.yaml"  # a temperature-only change sends no key
+    edited.write_text(EXAMPLE.read_text().replace("temperature: 0.4", "temperature: 0.35"))
+    planned = run("plan", "-f", str(edited), "--api-url", emu.url)
+    assert "Warning" not in planned.stderr and "Apply sends keys" not in planned.stdout
+    emu.clear_log()
+    applied = run("apply", "-f", str(edited), "--api-url", emu.url, "--auto-approve")
+    assert applied.code == 0, applied.output
+    assert [r.path for r in emu.writes()] == ["/character/update"]
+    # a rotation sends that model's key: only its variable is needed, and the plan says so
+    edited.write_text(EXAMPLE.read_text().replace(
+        "# api_key_version: 1", "api_key_version: 1"))
+    planned = run("plan", "-f", str(edited), "--api-url", emu.url)
+    assert ("Apply sends keys, read from these environment variables: STUDIO_GATEWAY_KEY "
+            "(studio-turbo).") in planned.stdout
+    assert "STUDIO_GATEWAY_KEY is not set" in planned.stderr and "STUDIO_VLLM" not in planned.stderr
+    refused = run("apply", "-f", str(edited), "--api-url", emu.url, "--auto-approve")
+    assert refused.code == 1 and "STUDIO_GATEWAY_KEY is not set" in refused.stderr
+    assert "STUDIO_VLLM_KEY" not in refused.stderr
 
 
 def test_failed_phase_stops_later_phases_and_a_rerun_converges(

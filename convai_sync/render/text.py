@@ -40,7 +40,16 @@ def render_plan(plan: Plan, color: bool = False) -> str:
             out.extend(_change(change, plan, paint))
     out.append("")
     out.append(click.style(plan.summary_line(), bold=True) if color else plan.summary_line())
-    return "\n".join(out + _unchecked(plan)) + "\n"
+    return "\n".join(out + _keys_sent(plan) + _unchecked(plan)) + "\n"
+
+
+def _keys_sent(plan: Plan) -> list[str]:
+    """Which variables apply will read (it refuses if one of these is unset)."""
+    wanted = plan.meta.get("key_variables") or {}
+    if not wanted:
+        return []
+    names = ", ".join(f"{var} ({model})" for model, vars_ in wanted.items() for var in vars_)
+    return [f"Apply sends keys, read from these environment variables: {names}."]
 
 
 def _unchecked(plan: Plan) -> list[str]:
