@@ -45,7 +45,9 @@ def account_options(f: Callable[..., Any]) -> Callable[..., Any]:
                      help="Concurrent writes inside a phase.")(f)
     f = click.option("-v", "--verbose", count=True, help="More detail on stderr (-vv for HTTP).")(f)
     f = click.option("--retry-max-time", type=click.FloatRange(0, 3600), default=60.0, show_default=True,
-                     metavar="SECONDS", help="Give up retrying one request (429, 5xx, timeouts) after this long.")(f)
+                     metavar="SECONDS", help="Give up retrying one request (429, 5xx, timeouts) after this "
+                     f"long, or after {RetryPolicy.max_attempts} attempts, whichever comes first. -v "
+                     "shows each retry.")(f)
     f = click.option("--state-file", type=click.Path(dir_okay=False), metavar="FILE",
                      help="Where applied api_key_versions (and characters a failed replace "
                           "left parked) are kept [default: MANIFEST's name with .state.json]. "
