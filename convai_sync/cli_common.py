@@ -129,7 +129,7 @@ def run_apply(result: Plan, client: Client, keys: Keys, state: SyncState, opts: 
     if not result.empty:
         confirm(auto_approve)
     report = apply_plan(result, client, keys, state, options(opts),
-                        StderrProgress(sys.stderr, noun=result.noun))
+                        StderrProgress(sys.stderr, result))
     if report_file:
         write_json(report_file, report.to_json())
     if result.empty:

@@ -165,6 +165,12 @@ class Plan:
     def phase_title(self, phase: Phase) -> str:
         return phase.title(self.noun)
 
+    def phase_number(self, phase: Phase) -> str:
+        """"n/total" among the phases this plan has: the plan text and the apply
+        progress number a phase the same way."""
+        present = [p for p, _ in self.phases()]
+        return f"{present.index(phase) + 1}/{len(present)}"
+
     def nouns(self, n: int) -> str:
         return self.noun if n == 1 else self.noun + "s"
 

@@ -31,10 +31,9 @@ def render_plan(plan: Plan, color: bool = False) -> str:
         return "\n".join(out + _unchecked(plan)) + "\n"
     where = f"dialect: {plan.dialect}" if plan.platform == "convai" else f"platform: {plan.platform}"
     out.append(f"convai-sync will perform these actions, in this order ({where}):")
-    total = len(list(plan.phases()))
-    for number, (phase, group) in enumerate(plan.phases(), 1):
+    for phase, group in plan.phases():
         out.append("")
-        out.append(paint(f"Phase {number}/{total}: {plan.phase_title(phase)}", "cyan"))
+        out.append(paint(f"Phase {plan.phase_number(phase)}: {plan.phase_title(phase)}", "cyan"))
         for change in group:
             out.append("")
             out.extend(_change(change, plan, paint))
