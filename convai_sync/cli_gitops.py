@@ -12,12 +12,12 @@ from typing import Any
 import click
 
 from .account import EMULATOR_SECRET, open_account
-from .cli_common import (EXIT_CHANGES, EXIT_OK, FORMATS, account_label, account_options, emit_plan,
-                         manifest_option, options, platform_named, run_apply, target,
-                         verify_converged, write_text)
+from .cli_common import (EXIT_CHANGES, EXIT_OK, FORMATS, account_label, account_options,
+                         brake_options, emit_plan, manifest_option, options, platform_named,
+                         run_apply, target, verify_converged, write_text)
 from .cli_markdown import markdown_options, markdown_settings
 from .drift import drift_json, drift_text, unchecked_fields
-from .engine import make_plan, read_live, reporting, sync_state
+from .engine import apply_refusal, make_plan, read_live, reporting, sync_state
 from .errors import ConvaiSyncError
 from .export import CONSUMER_CHOICES
 from .manifest import load_manifest
@@ -79,26 +79,30 @@ def show_command(plan_file: str, fmt: str, **opts: Any) -> None:
 @click.command("drift")
 @manifest_option
 @account_options
+@brake_options
 @click.option("--format", "fmt", type=FORMATS, default="text", show_default=True)
 @markdown_options
 def drift_command(manifest_path: str, fmt: str, **opts: Any) -> None:
     """Report how the account differs from the manifest; write nothing.
-    Exit 0 in sync, 2 drift, 1 error."""
+    Exit 0 in sync, 2 drift, 1 error. The brake options say which brakes apply
+    would be run with (drift itself always shows every difference)."""
     markdown = markdown_settings(opts)
     loaded = load_manifest(manifest_path)
     with open_account(target(opts, loaded.desired.variant), loaded.platform) as client:
         state = sync_state(loaded.path, client, options(opts))
         live = read_live(loaded, client, state, options(opts))
         result = make_plan(loaded, client, reporting(options(opts)), state, live)
+        refused = apply_refusal(loaded, client, options(opts), state, live)
         caps = client.capabilities()
     unchecked = unchecked_fields(loaded, live, caps)
     if fmt == "json":
-        click.echo(json.dumps(drift_json(result, unchecked, manifest_path), indent=2))
+        click.echo(json.dumps(drift_json(result, unchecked, manifest_path, refused), indent=2))
     elif fmt == "markdown":
-        click.echo(render_drift_markdown(result, unchecked, source=manifest_path, **markdown), nl=False)
+        click.echo(render_drift_markdown(result, unchecked, source=manifest_path, refused=refused,
+                                         **markdown), nl=False)
     else:
         plan_text = render_plan(result, color=use_color(sys.stdout))
-        click.echo(drift_text(result, unchecked, manifest_path, plan_text), nl=False)
+        click.echo(drift_text(result, unchecked, manifest_path, plan_text, refused), nl=False)
     sys.exit(EXIT_OK if result.empty else EXIT_CHANGES)
 
 

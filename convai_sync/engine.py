@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .account import EMULATOR_SECRET
+from .errors import PlanError
 from .executor import ApplyReport, Keys, Progress, execute
 from .manifest import LoadedManifest, resolve_secrets
 from .model import LiveState
@@ -77,6 +78,17 @@ def apply_plan(plan: Plan, client: Client, keys: Keys, state: SyncState, options
 def converged(loaded: LoadedManifest, client: Client, options: Options, state: SyncState) -> Plan:
     """Read the account again: what a plan (brakes off) says is left."""
     return make_plan(loaded, client, reporting(options), state)
+
+
+def apply_refusal(loaded: LoadedManifest, client: Client, options: Options, state: SyncState,
+                  live: LiveState) -> list[str]:
+    """Why apply (with these options' brakes) would refuse the plan drift shows
+    with the brakes off: the tripped brakes; empty when it would run."""
+    try:
+        make_plan(loaded, client, options, state, live)
+    except PlanError as e:
+        return e.problems
+    return []
 
 
 def reporting(options: Options) -> Options:

@@ -79,7 +79,7 @@ def plan_desired(desired: Desired, live: LiveState, caps: Capabilities, brakes: 
     _check_unique(work)
     if work.problems:
         raise PlanError("the plan was refused; nothing was written:\n" +
-                        "\n".join(f"  - {p}" for p in work.problems))
+                        "\n".join(f"  - {p}" for p in work.problems), work.problems)
     versions = {m.name: m.key_version for m in desired.models if m.key_version is not None}
     write_only = {m.name: {f: m.fields[f] for f in caps.write_only if f in m.fields}
                   for m in desired.models}

@@ -144,3 +144,25 @@ def test_key_variable_names_are_valid_and_unique() -> None:
     assert key_variable("studio_turbo", taken) == "CONVAI_MODEL_STUDIO_TURBO_2_API_KEY"
     assert key_variable("ümlaut.model/v2", taken) == "CONVAI_MODEL_MLAUT_MODEL_V2_API_KEY"
     assert key_variable("---", taken) == "CONVAI_MODEL_MODEL_API_KEY"
+
+
+def test_drift_with_a_tripped_brake_says_apply_would_refuse_and_why(
+        make_emulator: Callable[..., Emulator], run: Callable[..., Result], tmp_path: Path) -> None:
+    emu = make_emulator()
+    strict = tmp_path / "models.yaml"  # the plan deregisters or replaces 2 models
+    strict.write_text(EXAMPLE.read_text().replace("max_deregister: 3", "max_deregister: 1"))
+    out = drift(run, emu, manifest=strict)
+    assert out.code == 2
+    assert "Applying the manifest would make these changes" not in out.stdout
+    assert ("apply would refuse to make these changes, as a safety brake is tripped: the plan "
+            "deregisters or replaces 2 models (legacy-mixtral, studio-llama-70b), more than "
+            "settings.max_deregister = 1") in out.stdout
+    doc = json.loads(drift(run, emu, "--format", "json", manifest=strict).stdout)
+    assert doc["in_sync"] is False and "max_deregister = 1" in doc["apply_refused"][0]
+    md = drift(run, emu, "--format", "markdown", manifest=strict).stdout
+    assert "apply would refuse to make these changes" in md
+    # with the flag apply would be run with, drift says apply would make them
+    allowed = drift(run, emu, "--allow-deregister", manifest=strict)
+    assert "Applying the manifest would make these changes:" in allowed.stdout
+    assert json.loads(drift(run, emu, "--format", "json").stdout)["apply_refused"] == []
+    assert emu.writes() == []

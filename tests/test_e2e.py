@@ -91,7 +91,7 @@ def test_json_plan_contract(make_emulator: Callable[..., Emulator], run: Callabl
     doc = json.loads(out.stdout)
     assert doc["format_version"] == 1
     assert doc["summary"] == {"register": 1, "update": 1, "replace": 1, "deregister": 1,
-                              "characters": 5, "changes": 11}
+                              "characters": 5, "rebind": 5, "consumer_update": 0, "changes": 11}
     for change in doc["changes"]:
         assert change["resource"] in ("model", "character")
         assert change["action"] in ("register", "update", "replace", "deregister")
@@ -246,3 +246,18 @@ def test_custom_llm_sends_a_changed_is_uncensored_it_cannot_read_back(
     assert [(r.path, r.body.get("is_uncensored")) for r in emu.writes()] == [("/custom-llm/update", True)]
     assert emu.models()["studio-turbo"]["is_uncensored"] is True
     assert run("plan", *args, "--detailed-exitcode").code == 0
+
+
+def test_a_temperature_only_edit_is_counted_as_an_update_and_one_change_is_singular(
+        make_emulator: Callable[..., Emulator], run: Callable[..., Result], tmp_path: Path) -> None:
+    emu = make_emulator()
+    assert run("apply", "-f", str(EXAMPLE), "--api-url", emu.url, "--auto-approve").code == 0
+    edited = tmp_path / "models.yaml"
+    edited.write_text(EXAMPLE.read_text().replace("temperature: 0.4", "temperature: 0.35"))
+    doc = json.loads(run("plan", "-f", str(edited), "--api-url", emu.url, "--format", "json").stdout)
+    assert doc["summary"] == {"register": 0, "update": 0, "replace": 0, "deregister": 0,
+                              "characters": 1, "rebind": 0, "consumer_update": 1, "changes": 1}
+    applied = run("apply", "-f", str(edited), "--api-url", emu.url, "--auto-approve")
+    assert "0 characters to rebind, 1 character to update." in applied.stdout
+    assert "Apply complete: 1 change applied." in applied.stdout
+    assert "will be updated" in applied.stdout and "rebound" not in applied.stdout

@@ -9,7 +9,7 @@ import click
 
 from ..plan import Change, Phase, Plan
 from ..executor import DONE, FAILED, NOT_ATTEMPTED
-from .values import headline, label, show
+from .values import count, headline, label, show
 
 _SYMBOL = {"register": ("+", "green"), "update": ("~", "yellow"),
            "replace": ("-/+", "magenta"), "deregister": ("-", "red")}
@@ -98,7 +98,7 @@ def _rows(change: Change) -> dict[str, tuple[str, str]]:
 def render_report(report: Any) -> str:
     """The apply report: what was done, what failed, what was not attempted."""
     if report.ok:
-        return f"Apply complete: {report.count(DONE)} changes applied.\n"
+        return f"Apply complete: {count(report.count(DONE), 'change')} applied.\n"
     lines = []
     for o in report.outcomes:
         detail = f": {o.error}" if o.error else ""
