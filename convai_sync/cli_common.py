@@ -72,6 +72,9 @@ def options(opts: dict[str, Any]) -> Options:
 def target(opts: dict[str, Any], variant: str) -> Target:
     """The account to open; `variant` (auto or a dialect) only picks the emulator's."""
     configure_logging(opts["verbose"])
+    if opts["emulator"] and opts["api_url"]:
+        raise click.UsageError("--emulator runs against a built-in emulator, so it cannot be "
+                               "combined with --api-url; drop one of them")
     return Target(api_url=opts["api_url"], emulator=opts["emulator"], emulator_dialect=variant,
                   parallelism=opts["parallelism"], retry=RetryPolicy(max_total=opts["retry_max_time"]))
 
@@ -88,7 +91,14 @@ def emit_plan(result: Plan, fmt: str, source: str | None = None, **markdown: Any
         from .render.markdown import render_plan_markdown
         click.echo(render_plan_markdown(result, source=source, **markdown), nl=False)
     else:
-        click.echo(render_plan(result, color=use_color(sys.stdout)), nl=False)
+        click.echo(plan_text(result), nl=False)
+
+
+def plan_text(result: Plan) -> str:
+    """The text plan for stdout; its warnings go to stderr, as every warning does."""
+    for warning in result.warnings:
+        click.echo(f"Warning: {warning}", err=True)
+    return render_plan(result, color=use_color(sys.stdout), warnings=False)
 
 
 def write_json(path: str, doc: dict[str, Any]) -> None:

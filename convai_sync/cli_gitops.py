@@ -13,7 +13,7 @@ import click
 
 from .account import EMULATOR_SECRET, open_account
 from .cli_common import (EXIT_CHANGES, EXIT_OK, FORMATS, account_label, account_options,
-                         brake_options, emit_plan, manifest_option, options, platform_named,
+                         brake_options, emit_plan, manifest_option, options, plan_text, platform_named,
                          run_apply, target, verify_converged, write_text)
 from .cli_markdown import markdown_options, markdown_settings
 from .drift import drift_json, drift_text, unchecked_fields
@@ -23,7 +23,6 @@ from .export import CONSUMER_CHOICES
 from .manifest import load_manifest
 from .providers.registry import NAMES
 from .render.markdown import render_drift_markdown
-from .render.text import render_plan, use_color
 from .render.values import count
 from .saved_plan import load_saved_plan, read_live_for
 from .schema import schema_text
@@ -101,8 +100,7 @@ def drift_command(manifest_path: str, fmt: str, **opts: Any) -> None:
         click.echo(render_drift_markdown(result, unchecked, source=manifest_path, refused=refused,
                                          **markdown), nl=False)
     else:
-        plan_text = render_plan(result, color=use_color(sys.stdout))
-        click.echo(drift_text(result, unchecked, manifest_path, plan_text, refused), nl=False)
+        click.echo(drift_text(result, unchecked, manifest_path, plan_text(result), refused), nl=False)
     sys.exit(EXIT_OK if result.empty else EXIT_CHANGES)
 
 

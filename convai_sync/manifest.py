@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import functools
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Iterable, Mapping, Sequence
@@ -186,8 +187,24 @@ def _yaml_problem(name: str, e: yaml.YAMLError) -> str:
     line = mark.line + 1 if mark else 1
     problem = getattr(e, "problem", None) or str(e)
     context = getattr(e, "context", None)
+    plain = next((words for clue, words in _YAML_WORDS if clue in problem), None)
+    if plain:
+        return f"{name}:{line}: YAML syntax error: {plain}"
     detail = f"{context}, {problem}" if context else problem
     return f"{name}:{line}: YAML syntax error: {detail}; fix the indentation or quoting there"
+
+
+# PyYAML's words for the usual slips, and what they mean to someone editing a manifest
+_YAML_WORDS = (
+    ("expected <block end>", "this line is indented differently from the lines before it in "
+     "the same block; indent the keys of one entry to the same column (with spaces)"),
+    ("did not find expected key", "this line is indented differently from the lines before it in "
+     "the same block; indent the keys of one entry to the same column (with spaces)"),
+    ("found character '\\t'", "a tab character; YAML is indented with spaces only"),
+    ("mapping values are not allowed here", "a ':' where a value was expected: a key is indented "
+     "too deep, or a value contains ': ' and needs quotes"),
+    ("found unexpected end of stream", "a quoted value is never closed; add the closing quote"),
+)
 
 
 def _dotted(loc: tuple[Any, ...]) -> str:
@@ -237,6 +254,10 @@ def _describe(e: Mapping[str, Any], loc: tuple[Any, ...], target: "Platform") ->
         return (f"{where} is ${{{target.env_key}}}, your {target.title} account key: it would be "
                 f"sent to this model's {target.url_field}. Use the model provider's own key, in its own variable")
     if kind == "value_error" and "plaintext" in e["msg"]:
+        bare = re.fullmatch(r"\$([A-Za-z_][A-Za-z0-9_]*)", value) if isinstance(value, str) else None
+        if bare:
+            return (f"{where} is {value}, which is read as a plaintext secret; a variable is "
+                    f"written with braces: ${{{bare.group(1)}}}")
         return (f"{where} is a plaintext secret; write it as ${{ENV_VAR}} (for example "
                 f"${{MY_MODEL_KEY}}) and put the key in that environment variable")
     if kind in ("greater_than_equal", "less_than_equal") and field == "temperature":

@@ -261,3 +261,25 @@ def test_a_temperature_only_edit_is_counted_as_an_update_and_one_change_is_singu
     assert "0 characters to rebind, 1 character to update." in applied.stdout
     assert "Apply complete: 1 change applied." in applied.stdout
     assert "will be updated" in applied.stdout and "rebound" not in applied.stdout
+
+
+def test_plan_warnings_go_to_stderr_in_text_and_stay_in_json(
+        make_emulator: Callable[..., Emulator], run: Callable[..., Result], tmp_path: Path) -> None:
+    emu = make_emulator()
+    unpruned = tmp_path / "models.yaml"
+    unpruned.write_text(EXAMPLE.read_text().replace("prune: true", "prune: false"))
+    out = run("plan", "-f", str(unpruned), "--api-url", emu.url)
+    warning = "model 'legacy-mixtral' is live but not in the manifest; it is left alone"
+    assert f"Warning: {warning}" in out.stderr and warning not in out.stdout
+    assert out.stdout.startswith("convai-sync will perform these actions")
+    doc = json.loads(run("plan", "-f", str(unpruned), "--api-url", emu.url, "--format", "json").stdout)
+    assert any(w.startswith(warning) for w in doc["warnings"])
+
+
+def test_emulator_with_api_url_is_a_usage_error(make_emulator: Callable[..., Emulator],
+                                                run: Callable[..., Result]) -> None:
+    emu = make_emulator()
+    out = run("plan", "-f", str(EXAMPLE), "--emulator", "--api-url", emu.url)
+    assert out.code == 1
+    assert "--emulator runs against a built-in emulator, so it cannot be combined with --api-url" in out.stderr
+    assert emu.requests == [] and out.stdout == ""

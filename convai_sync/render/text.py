@@ -19,12 +19,14 @@ def use_color(stream: IO[str]) -> bool:
     return stream.isatty() and "NO_COLOR" not in os.environ
 
 
-def render_plan(plan: Plan, color: bool = False) -> str:
+def render_plan(plan: Plan, color: bool = False, warnings: bool = True) -> str:
+    """The plan as text; `warnings=False` leaves them out (the CLI prints them
+    on stderr, with the other warnings)."""
     paint = (lambda text, fg: click.style(text, fg=fg)) if color else (lambda text, fg: text)
     out: list[str] = []
-    for warning in plan.warnings:
+    for warning in plan.warnings if warnings else []:
         out.append(paint(f"Warning: {warning}", "yellow"))
-    if plan.warnings:
+    if plan.warnings and warnings:
         out.append("")
     if plan.empty:
         out.append(paint(plan.summary_line(), "green"))
@@ -47,7 +49,11 @@ def _keys_sent(plan: Plan) -> list[str]:
     wanted = plan.meta.get("key_variables") or {}
     if not wanted:
         return []
-    names = ", ".join(f"{var} ({model})" for model, vars_ in wanted.items() for var in vars_)
+    by_var: dict[str, list[str]] = {}
+    for model, variables in wanted.items():
+        for var in variables:
+            by_var.setdefault(var, []).append(model)
+    names = ", ".join(f"{var} ({', '.join(models)})" for var, models in by_var.items())
     return [f"Apply sends keys, read from these environment variables: {names}."]
 
 
