@@ -13,10 +13,9 @@ import click
 from . import __version__
 from .account import open_account
 from .cli_common import (EXIT_CHANGES, EXIT_ERROR, EXIT_OK, FORMATS, account_label, account_options,
-                         brake_options, emit_plan, manifest_option, manifest_secrets, options,
-                         platform_named, require_keys, run_apply, target, verify_converged,
-                         warn_missing,
-                         write_json)
+                         brake_options, color_option, emit_plan, manifest_option, manifest_secrets,
+                         options, platform_named, read_options, require_keys, run_apply, target,
+                         verify_converged, warn_missing, write_json)
 from .cli_gitops import COMMANDS, apply_saved_plan
 from .cli_markdown import markdown_options, markdown_settings
 from .emulator.cli import emulator_command
@@ -30,10 +29,11 @@ from .secrets import scrub
 log = logging.getLogger("convai_sync")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="convai-sync")
 def cli() -> None:
-    """Terraform-style GitOps for the custom LLMs behind Convai characters."""
+    """Terraform-style GitOps for the custom LLMs behind Convai characters, LangBot
+    pipelines and Vapi assistants."""
 
 
 @cli.command()
@@ -48,8 +48,9 @@ def validate(manifest_path: str) -> None:
 
 @cli.command()
 @manifest_option
-@account_options
+@read_options
 @brake_options
+@color_option
 @click.option("--format", "fmt", type=FORMATS, default="text", show_default=True)
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when there are changes.")
 @click.option("--out", "out_file", type=click.Path(dir_okay=False), metavar="PLANFILE",
@@ -81,6 +82,7 @@ def plan(manifest_path: str, fmt: str, detailed_exitcode: bool, out_file: str | 
               help="The manifest (YAML); or pass a saved PLANFILE instead.")
 @account_options
 @brake_options
+@color_option
 @click.option("--auto-approve", is_flag=True, help="Apply without asking.")
 @click.option("--report-file", type=click.Path(dir_okay=False, writable=True), metavar="FILE",
               help="Write the apply report (every change: done, failed, not attempted) as JSON.")

@@ -33,7 +33,38 @@ def manifest_option(f: Callable[..., Any]) -> Callable[..., Any]:
                         type=click.Path(dir_okay=True), help="The manifest (YAML).")(f)
 
 
+WRITES = "Concurrent requests: writes inside an apply phase (and reads that need several)."
+READS = "Concurrent requests, for reads that need several (this command writes nothing)."
+STATE_HELP = ("Where applied api_key_versions (and characters a failed replace left parked) "
+              "are kept [default: MANIFEST's name with .state.json]. Holds no secrets.")
+
+
 def account_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """The account options of a command that writes (apply)."""
+    return _account_options(f, WRITES, STATE_HELP)
+
+
+def read_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """The account options of a command that only reads (plan, drift)."""
+    return _account_options(f, READS, STATE_HELP)
+
+
+def export_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    return _account_options(f, READS, "Accepted for symmetry; export reads no state file "
+                            "(it writes a manifest from the live account alone).")
+
+
+def color_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    """--no-color, for the commands that colour a terminal's output."""
+    def disable(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+        if value:
+            ctx.find_root().meta["no_color"] = True
+        return value
+    return click.option("--no-color", is_flag=True, expose_value=False, callback=disable,
+                        help="No colour, even on a terminal (as NO_COLOR=1 does).")(f)
+
+
+def _account_options(f: Callable[..., Any], parallelism: str, state: str) -> Callable[..., Any]:
     f = click.option("--api-url", metavar="URL",
                      help="The platform's API base URL [env CONVAI_API_URL, LANGBOT_API_URL or "
                           "VAPI_API_URL, by the manifest's platform; Convai's default "
@@ -42,16 +73,13 @@ def account_options(f: Callable[..., Any]) -> Callable[..., Any]:
                      help="Run against an in-process emulator seeded with demo state.")(f)
     # 10: measured in bench/RESULTS.md (within 1.3x of the round-trip bound; as Terraform/decK)
     f = click.option("--parallelism", type=click.IntRange(1, 64), default=10, show_default=True,
-                     help="Concurrent writes inside a phase.")(f)
+                     help=parallelism)(f)
     f = click.option("-v", "--verbose", count=True, help="More detail on stderr (-vv for HTTP).")(f)
     f = click.option("--retry-max-time", type=click.FloatRange(0, 3600), default=60.0, show_default=True,
                      metavar="SECONDS", help="Give up retrying one request (429, 5xx, timeouts) after this "
                      f"long, or after {RetryPolicy.max_attempts} attempts, whichever comes first. -v "
                      "shows each retry.")(f)
-    f = click.option("--state-file", type=click.Path(dir_okay=False), metavar="FILE",
-                     help="Where applied api_key_versions (and characters a failed replace "
-                          "left parked) are kept [default: MANIFEST's name with .state.json]. "
-                          "Holds no secrets.")(f)
+    f = click.option("--state-file", type=click.Path(dir_okay=False), metavar="FILE", help=state)(f)
     return f
 
 

@@ -12,9 +12,10 @@ from typing import Any
 import click
 
 from .account import EMULATOR_SECRET, open_account
-from .cli_common import (EXIT_CHANGES, EXIT_OK, FORMATS, account_label, account_options,
-                         brake_options, emit_plan, manifest_option, options, plan_text, platform_named,
-                         run_apply, target, verify_converged, write_text)
+from .cli_common import (EXIT_CHANGES, EXIT_OK, FORMATS, account_label, brake_options,
+                         color_option, emit_plan, export_options, manifest_option, options,
+                         plan_text, platform_named, read_options, run_apply, target,
+                         verify_converged, write_text)
 from .cli_markdown import markdown_options, markdown_settings
 from .drift import drift_json, drift_text, unchecked_fields
 from .engine import apply_refusal, make_plan, read_live, reporting, sync_state
@@ -63,8 +64,9 @@ def apply_saved_plan(plan_file: str, auto_approve: bool, report_file: str | None
 
 # -- show -------------------------------------------------------------------------
 
-@click.command("show")
+@click.command("show", short_help="Print a saved plan (from plan --out); no account needed.")
 @click.argument("plan_file", metavar="PLANFILE")
+@color_option
 @click.option("--format", "fmt", type=FORMATS, default="text", show_default=True)
 @markdown_options
 def show_command(plan_file: str, fmt: str, **opts: Any) -> None:
@@ -75,10 +77,11 @@ def show_command(plan_file: str, fmt: str, **opts: Any) -> None:
 
 # -- drift ------------------------------------------------------------------------
 
-@click.command("drift")
+@click.command("drift", short_help="Report how the account differs from the manifest; exit 0/2/1.")
 @manifest_option
-@account_options
+@read_options
 @brake_options
+@color_option
 @click.option("--format", "fmt", type=FORMATS, default="text", show_default=True)
 @markdown_options
 def drift_command(manifest_path: str, fmt: str, **opts: Any) -> None:
@@ -106,8 +109,8 @@ def drift_command(manifest_path: str, fmt: str, **opts: Any) -> None:
 
 # -- export -----------------------------------------------------------------------
 
-@click.command("export")
-@account_options
+@click.command("export", short_help="Write a manifest from the live account (adoption).")
+@export_options
 @click.option("-o", "--output", metavar="FILE", type=click.Path(dir_okay=False),
               help="Write the manifest here instead of stdout.")
 @click.option("--force", is_flag=True, help="Overwrite FILE if it exists.")

@@ -16,7 +16,10 @@ _SYMBOL = {"register": ("+", "green"), "update": ("~", "yellow"),
 
 
 def use_color(stream: IO[str]) -> bool:
-    return stream.isatty() and "NO_COLOR" not in os.environ
+    """Only on a terminal, and never with NO_COLOR or --no-color."""
+    ctx = click.get_current_context(silent=True)
+    off = ctx is not None and ctx.find_root().meta.get("no_color", False)
+    return stream.isatty() and "NO_COLOR" not in os.environ and not off
 
 
 def render_plan(plan: Plan, color: bool = False, warnings: bool = True) -> str:
