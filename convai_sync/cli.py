@@ -14,7 +14,8 @@ from . import __version__
 from .account import open_account
 from .cli_common import (EXIT_CHANGES, EXIT_ERROR, EXIT_OK, FORMATS, account_label, account_options,
                          brake_options, color_option, emit_plan, manifest_option, manifest_secrets,
-                         options, platform_named, read_options, require_keys, run_apply, target,
+                         options, platform_named, read_options, require_keys, run_apply,
+                         scope_options, target,
                          verify_converged, warn_missing, write_json)
 from .cli_gitops import COMMANDS, apply_saved_plan
 from .cli_markdown import markdown_options, markdown_settings
@@ -50,6 +51,7 @@ def validate(manifest_path: str) -> None:
 @manifest_option
 @read_options
 @brake_options
+@scope_options
 @color_option
 @click.option("--format", "fmt", type=FORMATS, default="text", show_default=True)
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when there are changes.")
@@ -82,6 +84,7 @@ def plan(manifest_path: str, fmt: str, detailed_exitcode: bool, out_file: str | 
               help="The manifest (YAML); or pass a saved PLANFILE instead.")
 @account_options
 @brake_options
+@scope_options
 @color_option
 @click.option("--auto-approve", is_flag=True, help="Apply without asking.")
 @click.option("--report-file", type=click.Path(dir_okay=False, writable=True), metavar="FILE",
@@ -93,6 +96,9 @@ def apply(manifest_path: str | None, auto_approve: bool, report_file: str | None
     if (manifest_path is None) == (plan_file is None):
         raise click.UsageError("pass exactly one of -f MANIFEST and a saved PLANFILE")
     if plan_file is not None:
+        if opts["targets"] or opts["replace"]:
+            raise click.UsageError("--target and --replace shape a plan: pass them to plan "
+                                   "--out, not to apply PLANFILE (which applies exactly the saved plan)")
         return apply_saved_plan(plan_file, auto_approve, report_file, opts)
     loaded = load_manifest(manifest_path)
     resolved = manifest_secrets(loaded, opts["emulator"])
@@ -101,7 +107,7 @@ def apply(manifest_path: str | None, auto_approve: bool, report_file: str | None
         result = make_plan(loaded, client, options(opts), state)
         require_keys(resolved, result)
         if run_apply(result, client, resolved.keys, state, opts, auto_approve, report_file):
-            verify_converged(loaded, client, opts, state)
+            verify_converged(loaded, client, opts, state, result)
 
 
 def _register_extra_commands() -> None:

@@ -21,6 +21,7 @@ from .progress import StderrProgress
 from .providers.base import Client, Platform
 from .render.text import render_plan, render_report, use_color
 from .retry import RetryPolicy
+from .scope import Scope
 from .secrets import scrub
 from .state import SyncState
 
@@ -91,10 +92,21 @@ def brake_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return f
 
 
+def scope_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    f = click.option("--target", "targets", multiple=True, metavar="NAME",
+                     help="Plan only this model or consumer (and what the safe order needs for "
+                          "it: the model it moves onto, the consumers a model leaves). Repeatable.")(f)
+    f = click.option("--replace", "replace", multiple=True, metavar="MODEL",
+                     help="Send this model's key again (an update that sends it), e.g. after "
+                          "the key was changed by hand. Repeatable.")(f)
+    return f
+
+
 def options(opts: dict[str, Any]) -> Options:
     return Options(Brakes(allow_empty=opts.get("allow_empty", False),
                           allow_deregister=opts.get("allow_deregister", False)),
-                   opts.get("state_file"), opts["emulator"], opts["parallelism"])
+                   opts.get("state_file"), opts["emulator"], opts["parallelism"],
+                   Scope(frozenset(opts.get("targets", ())), frozenset(opts.get("replace", ()))))
 
 
 def target(opts: dict[str, Any], variant: str) -> Target:
@@ -181,9 +193,9 @@ def run_apply(result: Plan, client: Client, keys: Keys, state: SyncState, opts: 
 
 
 def verify_converged(loaded: LoadedManifest, client: Client, opts: dict[str, Any],
-                     state: SyncState) -> None:
-    """An apply is finished when plan says nothing is left."""
-    left = converged(loaded, client, options(opts), state)
+                     state: SyncState, applied: Plan) -> None:
+    """An apply is finished when plan says nothing is left (of its --target)."""
+    left = converged(loaded, client, options(opts), state, applied)
     if left.empty:
         click.echo("The account now matches the manifest.")
         return

@@ -56,7 +56,7 @@ def apply_saved_plan(plan_file: str, auto_approve: bool, report_file: str | None
         if not run_apply(saved.plan, client, keys, state, opts, auto_approve, report_file):
             return
         if loaded is not None:
-            verify_converged(loaded, client, opts, state)
+            verify_converged(loaded, client, opts, state, saved.plan)
         else:
             click.echo(f"The saved changes were applied. The manifest ({saved.manifest_path}) is not "
                        "here, so convergence was not checked: run plan -f MANIFEST to confirm.")

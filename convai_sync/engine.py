@@ -14,6 +14,7 @@ from .manifest import LoadedManifest, resolve_secrets
 from .model import LiveState
 from .plan import Plan
 from .planner import Brakes, build_plan
+from .scope import Scope
 from .providers.base import Client
 from .state import SyncState, default_path, record_applied
 
@@ -28,6 +29,7 @@ class Options:
     state_file: str | None = None
     emulator: bool = False
     parallelism: int = 10
+    scope: Scope = Scope()
 
 
 def sync_state(manifest_path: str | None, client: Client, options: Options) -> SyncState:
@@ -59,7 +61,8 @@ def make_plan(loaded: LoadedManifest, client: Client, options: Options,
     """The plan from `live` (read now when not given)."""
     state = state or sync_state(loaded.path, client, options)
     live = live or read_live(loaded, client, state, options)
-    return build_plan(loaded, live, options.brakes, state.versions, state.parked, state.fields)
+    return build_plan(loaded, live, options.brakes, state.versions, state.parked, state.fields,
+                      options.scope)
 
 
 def apply_plan(plan: Plan, client: Client, keys: Keys, state: SyncState, options: Options,
@@ -75,9 +78,13 @@ def apply_plan(plan: Plan, client: Client, keys: Keys, state: SyncState, options
     return report
 
 
-def converged(loaded: LoadedManifest, client: Client, options: Options, state: SyncState) -> Plan:
-    """Read the account again: what a plan (brakes off) says is left."""
-    return make_plan(loaded, client, reporting(options), state)
+def converged(loaded: LoadedManifest, client: Client, options: Options, state: SyncState,
+              applied: Plan) -> Plan:
+    """Read the account again: what a plan (brakes off) says is left of what
+    `applied` set out to do (its --target, if it had one; a key re-sent by
+    --replace is done once sent)."""
+    targets = frozenset(applied.meta.get("targets", []))
+    return make_plan(loaded, client, reporting(options, Scope(targets=targets, strict=False)), state)
 
 
 def apply_refusal(loaded: LoadedManifest, client: Client, options: Options, state: SyncState,
@@ -91,7 +98,7 @@ def apply_refusal(loaded: LoadedManifest, client: Client, options: Options, stat
     return []
 
 
-def reporting(options: Options) -> Options:
+def reporting(options: Options, scope: Scope = Scope()) -> Options:
     """For a plan that only reports (drift, the post-apply check): a brake would
     hide the difference it is meant to stop."""
-    return replace(options, brakes=Brakes(allow_empty=True, allow_deregister=True))
+    return replace(options, brakes=Brakes(allow_empty=True, allow_deregister=True), scope=scope)

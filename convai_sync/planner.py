@@ -14,6 +14,7 @@ from .model import ConsumerState, LiveState
 from .perf import gc_paused
 from .plan import Action, Change, Phase, Plan, Purpose, Resource
 from .providers.base import Capabilities, Desired, DesiredModel
+from .scope import Scope, narrow, unknown
 from .secrets import SENSITIVE
 
 TEMPERATURE_EPSILON = 1e-9
@@ -43,6 +44,7 @@ class _Work:
     parked: dict[str, str] = field(default_factory=dict)
     parked_resolved: list[str] = field(default_factory=list)
     applied: dict[str, dict[str, Any]] = field(default_factory=dict)
+    scope: Scope = Scope()
 
     @property
     def ref(self) -> str:
@@ -55,23 +57,27 @@ class _Work:
 def build_plan(loaded: LoadedManifest, live: LiveState, brakes: Brakes = Brakes(),
                key_versions: dict[str, int] | None = None,
                parked: dict[str, str] | None = None,
-               applied: dict[str, dict[str, Any]] | None = None) -> Plan:
+               applied: dict[str, dict[str, Any]] | None = None, scope: Scope = Scope()) -> Plan:
     """The plan for a loaded manifest against what its platform's account holds."""
     caps = loaded.platform.capabilities(live.dialect)
-    return plan_desired(loaded.desired, live, caps, brakes, key_versions, parked, applied)
+    return plan_desired(loaded.desired, live, caps, brakes, key_versions, parked, applied, scope)
 
 
 @gc_paused()  # many small acyclic objects: see perf.py
 def plan_desired(desired: Desired, live: LiveState, caps: Capabilities, brakes: Brakes = Brakes(),
                  key_versions: dict[str, int] | None = None,
                  parked: dict[str, str] | None = None,
-                 applied: dict[str, dict[str, Any]] | None = None) -> Plan:
+                 applied: dict[str, dict[str, Any]] | None = None,
+                 scope: Scope = Scope()) -> Plan:
     """The full plan, or PlanError listing every reason it cannot be made safely.
     `key_versions` is the api_key_version last applied per model, `parked` the
     unmanaged consumers an earlier run left on the fallback, `applied` the
-    write-only fields last applied per model (see state.py)."""
+    write-only fields last applied per model (see state.py); `scope` narrows
+    the plan (--target) or sends keys again (--replace): see scope.py."""
     work = _Work(desired, live, caps, key_versions=dict(key_versions or {}), parked=dict(parked or {}),
-                 warnings=list(live.warnings), applied=dict(applied or {}))
+                 warnings=list(live.warnings), applied=dict(applied or {}), scope=scope)
+    if scope.strict:
+        _check_scope(work)
     _plan_models(work)
     _plan_deregistrations(work)
     _plan_consumers(work)
@@ -80,15 +86,21 @@ def plan_desired(desired: Desired, live: LiveState, caps: Capabilities, brakes: 
     if work.problems:
         raise PlanError("the plan was refused; nothing was written:\n" +
                         "\n".join(f"  - {p}" for p in work.problems), work.problems)
-    versions = {m.name: m.key_version for m in desired.models if m.key_version is not None}
-    write_only = {m.name: {f: m.fields[f] for f in caps.write_only if f in m.fields}
-                  for m in desired.models}
-    plan = Plan.for_caps(caps, work.changes, work.warnings,
-                         {"requests": live.requests, "api_key_versions": versions,
+    planned = {c.id for c in work.changes if c.is_model}
+    work.changes = narrow(work.changes, scope.targets, caps.model_ref)
+    left = planned - {c.id for c in work.changes if c.is_model}  # left out by --target
+    versions = {m.name: work.key_versions.get(m.name) if m.name in left else m.key_version
+                for m in desired.models}
+    write_only = {m.name: work.applied.get(m.name, {}) if m.name in left else
+                  {f: m.fields[f] for f in caps.write_only if f in m.fields} for m in desired.models}
+    plan = Plan.for_caps(caps, work.changes, work.warnings + _scope_warnings(scope),
+                         {"requests": live.requests,
+                          "api_key_versions": {k: v for k, v in versions.items() if v is not None},
                           "parked_resolved": sorted(work.parked_resolved),
                           "applied_fields": {k: v for k, v in write_only.items() if v},
                           "key_variables": _key_variables(desired, work.changes),
-                          "unchecked_fields": list(caps.unreadable)})
+                          "unchecked_fields": list(caps.unreadable),
+                          **({"targets": sorted(scope.targets)} if scope.targets else {})})
     plan.verify_order(live, desired.builtins)
     return plan
 
@@ -118,11 +130,32 @@ def _model_change(work: _Work, spec: DesiredModel, action: Action, phase: Phase,
                                sends_key=sends, **extra))
 
 
+def _check_scope(work: _Work) -> None:
+    """--replace names a manifest model; --target a model or consumer of the
+    manifest or the account."""
+    models = {m.name for m in work.desired.models}
+    known = models | set(work.live.models) | set(work.live.consumers) | {
+        c.id for c in work.desired.consumers}
+    work.problems += unknown(work.scope.replace, models, "--replace", "model", "the manifest")
+    work.problems += unknown(work.scope.targets, known, "--target",
+                             f"model or {work.caps.consumer_noun}", "the manifest or the account")
+
+
+def _scope_warnings(scope: Scope) -> list[str]:
+    if not scope.targets:
+        return []
+    return [f"--target {', '.join(sorted(scope.targets))}: this plan is narrowed to these objects "
+            "and what the safe order needs for them; every other difference is left for a later "
+            "apply (as with Terraform's -target, use it for exceptions, not routinely)"]
+
+
 def _rotation(work: _Work, spec: DesiredModel) -> tuple[str, str] | None:
     """(before, after) labels when the manifest's api_key_version differs from
     the version last applied; None when the key need not be sent. With no record
     (a first versioned run, a lost state file) the live key may be the leaked
     one: send it."""
+    if spec.name in work.scope.replace:
+        return (SENSITIVE, "(sensitive, sent again: --replace)")
     if spec.key_version is None:
         return None
     applied = work.key_versions.get(spec.name)
