@@ -19,6 +19,7 @@ from .cli_common import (EXIT_CHANGES, EXIT_ERROR, EXIT_OK, FORMATS, account_lab
                          verify_converged, warn_missing, write_json)
 from .cli_gitops import COMMANDS, apply_saved_plan
 from .cli_markdown import markdown_options, markdown_settings
+from .cli_tools import import_command, ping_command
 from .emulator.cli import emulator_command
 from .engine import make_plan, read_live, sync_state
 from .errors import ConvaiSyncError
@@ -112,6 +113,8 @@ def apply(manifest_path: str | None, auto_approve: bool, report_file: str | None
 
 def _register_extra_commands() -> None:
     cli.add_command(emulator_command, "emulator")
+    cli.add_command(ping_command, "ping")
+    cli.add_command(import_command, "import")
     for name, command in COMMANDS.items():
         cli.add_command(command, name)
 

@@ -50,9 +50,10 @@ def read_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return _account_options(f, READS, STATE_HELP)
 
 
-def export_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    return _account_options(f, READS, "Accepted for symmetry; export reads no state file "
-                            "(it writes a manifest from the live account alone).")
+def stateless_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """The account options of a command that reads no state file (export, ping, import)."""
+    return _account_options(f, READS, "Accepted for symmetry; this command reads no state file "
+                            "(it works from the live account alone).")
 
 
 def color_option(f: Callable[..., Any]) -> Callable[..., Any]:

@@ -13,7 +13,7 @@ import click
 
 from .account import EMULATOR_SECRET, open_account
 from .cli_common import (EXIT_CHANGES, EXIT_OK, FORMATS, account_label, brake_options,
-                         color_option, emit_plan, export_options, manifest_option, options,
+                         color_option, emit_plan, stateless_options, manifest_option, options,
                          plan_text, platform_named, read_options, run_apply, target,
                          verify_converged, write_text)
 from .cli_markdown import markdown_options, markdown_settings
@@ -110,7 +110,7 @@ def drift_command(manifest_path: str, fmt: str, **opts: Any) -> None:
 # -- export -----------------------------------------------------------------------
 
 @click.command("export", short_help="Write a manifest from the live account (adoption).")
-@export_options
+@stateless_options
 @click.option("-o", "--output", metavar="FILE", type=click.Path(dir_okay=False),
               help="Write the manifest here instead of stdout.")
 @click.option("--force", is_flag=True, help="Overwrite FILE if it exists.")

@@ -40,7 +40,7 @@ def test_parallelism_on_apply_is_about_writes(run: Callable[..., Result]) -> Non
 def test_export_state_file_help_names_no_manifest(run: Callable[..., Result]) -> None:
     text = help_of(run, "export")
     state = text.split("--state-file FILE", 1)[1].split(" --", 1)[0]
-    assert "MANIFEST" not in state and "export reads no state file" in state
+    assert "MANIFEST" not in state and "this command reads no state file" in state
 
 
 @pytest.mark.parametrize("command", ["plan", "apply", "drift", "show"])
