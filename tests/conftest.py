@@ -52,6 +52,29 @@ def make_emulator() -> Iterator[Callable[..., Emulator]]:
         emu.stop()
 
 
+PLATFORM_KEY = "emulator-key-for-platforms"
+
+
+@pytest.fixture
+def account(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> Iterator[Callable[..., object]]:
+    """Start any platform's demo emulator (by name); its account key is set in the
+    platform's key variable. `key` makes the emulator accept another one."""
+    from convai_sync.providers.registry import platform
+    started = []
+
+    def start(name: str, key: str = PLATFORM_KEY) -> object:
+        target = platform(name)
+        monkeypatch.setenv(target.env_key, PLATFORM_KEY)
+        emu = target.emulator("auto" if name == "convai" else name, None, key=key)
+        emu.start()
+        started.append(emu)
+        return emu
+
+    yield start
+    for emu in started:
+        emu.stop()
+
+
 @pytest.fixture
 def env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     values = {"CONVAI_API_KEY": ACCOUNT_KEY, **CANARIES}

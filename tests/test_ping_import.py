@@ -12,28 +12,10 @@ import pytest
 from conftest import EXAMPLE, ROOT, Result
 from convai_sync.providers.registry import platform
 
-KEY = "emulator-key-for-tools"
 EXAMPLES = {"convai": EXAMPLE, "langbot": ROOT / "examples" / "langbot.yaml",
             "vapi": ROOT / "examples" / "vapi.yaml"}
 UNMANAGED = {"convai": "legacy-mixtral", "langbot": "mistralai/Mixtral-8x7B-Instruct-v0.1",
              "vapi": "legacy-vllm"}  # live in each demo account, not in its example
-
-
-@pytest.fixture
-def account(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]):
-    started = []
-
-    def start(name: str, key: str = KEY):
-        target = platform(name)
-        monkeypatch.setenv(target.env_key, KEY)
-        emu = target.emulator("auto" if name == "convai" else name, None, key=key)
-        emu.start()
-        started.append(emu)
-        return emu
-
-    yield start
-    for emu in started:
-        emu.stop()
 
 
 @pytest.mark.parametrize("name", sorted(EXAMPLES))

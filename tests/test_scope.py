@@ -11,29 +11,11 @@ import pytest
 from conftest import EXAMPLE, ROOT, Result, assert_no_secret
 from convai_sync.providers.registry import platform
 
-KEY = "emulator-key-for-scope"
 CASES = {  # platform: (example, a model, its key variable, the write that sends the key)
     "convai": (EXAMPLE, "studio-turbo", "STUDIO_GATEWAY_KEY", "/llm-models/update"),
     "langbot": (ROOT / "examples" / "langbot.yaml", "turbo", "STUDIO_GATEWAY_KEY", "/api/v1/provider/models/llm/"),
     "vapi": (ROOT / "examples" / "vapi.yaml", "studio-gateway", "STUDIO_GATEWAY_KEY", "/credential/"),
 }
-
-
-@pytest.fixture
-def account(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]):
-    started = []
-
-    def start(name: str):
-        target = platform(name)
-        monkeypatch.setenv(target.env_key, KEY)
-        emu = target.emulator("auto" if name == "convai" else name, None, key=KEY)
-        emu.start()
-        started.append(emu)
-        return emu
-
-    yield start
-    for emu in started:
-        emu.stop()
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
