@@ -134,6 +134,8 @@ def test_missing_secret_warns_on_plan_and_blocks_apply_before_any_write(
     planned = run("plan", "-f", str(EXAMPLE), "--api-url", emu.url)
     assert planned.code == 0
     assert "Warning: " in planned.stderr and "STUDIO_VLLM_KEY is not set" in planned.stderr
+    assert ("Apply sends keys, read from these environment variables: STUDIO_VLLM_KEY "
+            "(studio-llama-70b, studio-qwen-rp).") in planned.stdout  # the register and the replace
     emu.clear_log()
     applied = run("apply", "-f", str(EXAMPLE), "--api-url", emu.url, "--auto-approve")
     assert applied.code == 1

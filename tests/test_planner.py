@@ -324,3 +324,16 @@ def test_state_records_characters_left_parked_and_forgets_them_once_back(tmp_pat
     fresh = SyncState(None, "acct")
     record_applied(fresh, plan, ApplyReport([Outcome(park, FAILED), Outcome(replace), Outcome(restore)]))
     assert fresh.parked == {}
+
+
+def test_a_write_only_field_is_recorded_only_once_its_model_was_written() -> None:
+    from convai_sync.executor import DONE, FAILED, ApplyReport, Outcome
+    from convai_sync.state import SyncState, record_applied
+    m = manifest(model("a", extra="    is_uncensored: true\n") + model("b", extra="    is_uncensored: true\n"))
+    state = live([lm("a", "m-1", None, None), lm("b", "m-1", None, None)], [], dialect="custom-llm")
+    recorded = {"a": {"is_uncensored": False}, "b": {"is_uncensored": False}}
+    plan = build_plan(m, state, applied=recorded)
+    [to_a, to_b] = plan.changes
+    sync = SyncState(None, "acct", fields=dict(recorded))
+    record_applied(sync, plan, ApplyReport([Outcome(to_a, DONE), Outcome(to_b, FAILED, "boom")]))
+    assert sync.fields == {"a": {"is_uncensored": True}, "b": {"is_uncensored": False}}
