@@ -9,8 +9,8 @@
   e.g. is_uncensored in Convai's custom-llm dialect) it last applied, so that a
   change in the manifest is still sent.
 
-The file holds model names, character IDs and integers only: no secret,
-nothing derived from one. It is kept per account (API base URL) and written
+The file holds model names, character IDs, integers and the values of those
+write-only fields (e.g. true/false) only: no secret, nothing derived from one. It is kept per account (API base URL) and written
 only when there is something to keep. A missing version record means the live
 key is unknown: the plan sends the manifest's key, and the apply records it.
 """

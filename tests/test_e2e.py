@@ -240,7 +240,7 @@ def test_custom_llm_sends_a_changed_is_uncensored_it_cannot_read_back(
     assert planned.code == 2, planned.output
     assert "~ is_uncensored = false -> true" in planned.stdout
     assert ("Not checked live (the custom-llm API does not return them): display_name, "
-            "is_uncensored; a change is planned against the value last applied") in planned.stdout
+            "is_uncensored; those it can set are compared with the value last applied") in planned.stdout
     doc = json.loads(run("plan", *args, "--format", "json").stdout)
     assert doc["meta"]["unchecked_fields"] == ["display_name", "is_uncensored"]
     emu.clear_log()

@@ -66,7 +66,7 @@ def _unchecked(plan: Plan) -> list[str]:
     if not fields:
         return []
     return [f"Not checked live (the {plan.dialect} API does not return them): {', '.join(fields)}; "
-            "a change is planned against the value last applied (state file)."]
+            "those it can set are compared with the value last applied (state file)."]
 
 
 def _change(change: Change, plan: Plan, paint: Any) -> list[str]:
