@@ -15,8 +15,7 @@ from .account import open_account
 from .cli_common import (EXIT_CHANGES, EXIT_ERROR, EXIT_OK, FORMATS, account_label, account_options,
                          brake_options, color_option, emit_plan, manifest_option, manifest_secrets,
                          options, platform_named, read_options, require_keys, run_apply,
-                         scope_options, target,
-                         verify_converged, warn_missing, write_json)
+                         scope_options, target, verify_converged, warn_missing, write_json)
 from .cli_gitops import COMMANDS, apply_saved_plan
 from .cli_markdown import markdown_options, markdown_settings
 from .cli_tools import import_command, ping_command
