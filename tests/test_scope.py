@@ -111,3 +111,16 @@ def test_a_targeted_apply_records_no_version_it_did_not_send(
     state = json.loads((tmp_path / "models.state.json").read_text())["accounts"][emu.url]
     assert state["api_key_versions"] == {"studio-turbo": 1}  # the rotation is still to do
     assert "(sensitive, version 1 \u2192 2)" in run("plan", *args).stdout
+
+
+def test_target_a_character_whose_model_is_replaced_brings_the_whole_replace(
+        account, run: Callable[..., Result]) -> None:
+    emu = account("convai")
+    oren, villager = "8b1d4e7a-2c3f-4e9b-8d6a-7f0e1c2b3a45", "2e4f6a8c-0b1d-4e3f-9a5c-7d9e1f3a5b7c"
+    doc = json.loads(run("plan", "-f", str(EXAMPLE), "--api-url", emu.url, "--target", oren,
+                         "--format", "json").stdout)
+    # Oren moves back onto studio-llama-70b, which is replaced: the replace needs every
+    # character on it parked first (Villager too, not in the manifest) and moved back after
+    assert [(c["phase"], c["id"]) for c in doc["changes"]] == [
+        ("rebind", oren), ("rebind", villager), ("replace", "studio-llama-70b"),
+        ("restore", oren), ("restore", villager)]
