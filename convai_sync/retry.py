@@ -1,6 +1,7 @@
 """Retry timing and run-wide adaptive concurrency for API calls."""
 from __future__ import annotations
 
+import math
 import random
 import threading
 import time
@@ -17,7 +18,7 @@ class RetryPolicy:
     max_total: float = 60.0
 
     def delay(self, attempt: int, retry_after: float | None) -> float:
-        if retry_after is not None:
+        if retry_after is not None and math.isfinite(retry_after):
             return min(max(retry_after, 0.0), self.max_total)
         return random.uniform(0, min(self.max_delay, self.base_delay * 2 ** attempt))
 
@@ -49,15 +50,22 @@ class AdaptiveLimit:
     def cuts(self) -> int:
         return self._cuts
 
-    def acquire(self) -> None:
+    def acquire(self, deadline: float = math.inf) -> bool:
+        """Take a slot, after the run-wide pause. False (holding no slot) when the
+        pause or the wait for a slot would outlast `deadline`."""
         with self._cond:
             while self._inflight >= int(self.limit):
-                self._cond.wait()
+                if not self._cond.wait(timeout=max(0.0, min(deadline - time.monotonic(), 3600))):
+                    if time.monotonic() >= deadline:
+                        return False
+            if self._resume_at > deadline:
+                return False
             self._inflight += 1
             self._sent.cuts = self._cuts
             wait = self._resume_at - time.monotonic()
         if wait > 0:
             time.sleep(wait)
+        return True
 
     def release(self) -> None:
         with self._cond:
@@ -79,5 +87,5 @@ class AdaptiveLimit:
             if getattr(self._sent, "cuts", self._cuts) == self._cuts:
                 self.limit = max(1.0, self.limit / 2)
                 self._cuts += 1
-            if retry_after:
-                self._resume_at = max(self._resume_at, now + retry_after)
+            if retry_after and math.isfinite(retry_after):  # one request's deadline caps each wait
+                self._resume_at = max(self._resume_at, now + min(retry_after, 3600.0))

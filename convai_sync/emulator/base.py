@@ -79,6 +79,7 @@ class AppEmulator:
         self._server: EmulatorServer | None = None
         self._thread: threading.Thread | None = None
         self._connect_host = "127.0.0.1"
+        self._overrides: dict[str, Response] = {}
         self.faults = faults or Faults()
 
     # --- platform hooks (called under the lock) -----------------------------------------
@@ -124,6 +125,21 @@ class AppEmulator:
 
     def writes(self) -> list[RecordedRequest]:
         return [r for r in self.requests if r.committed]
+
+    def override(self, path: str, body: Any = None, *, status: int = 200, raw: bytes | None = None,
+                 headers: dict[str, str] | None = None, drip: float = 0.0, repeat: int = 1) -> None:
+        """A test hook: answer every request to `path` with this reply instead of
+        the emulated one (nothing is committed). `body` is sent as JSON, or `raw`
+        as plain text; `drip` sends the body a byte at a time that many seconds
+        apart, `repeat` sends it that many times over (a huge reply without
+        building it). `override(path)` with no reply removes the override."""
+        with self._lock:
+            if body is None and raw is None:
+                self._overrides.pop(path, None)
+                return
+            data = raw if raw is not None else json.dumps(body).encode("utf-8")
+            self._overrides[path] = Response(status, data, dict(headers or {}), drip, repeat,
+                                             "application/json" if raw is None else "text/plain")
 
     def clear_log(self) -> None:
         with self._lock:
@@ -184,6 +200,10 @@ class AppEmulator:
         request = Request(method, parts.path, parse_qs(parts.query), headers, body, body_error)
         logged = redact(body) if isinstance(body, dict) and raw.strip() else None
         with self._lock:
+            if request.path in self._overrides:
+                reply = self._overrides[request.path]
+                self._record(request.path, logged, reply.status, False, "override")
+                return reply
             limit = self._faults.max_inflight
             if limit is not None and self._inflight >= limit:
                 self._record(request.path, logged, 429, False, "rate-limit")

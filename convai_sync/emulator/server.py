@@ -8,6 +8,7 @@ import socket
 import socketserver
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from email.message import Message
 from http import HTTPStatus
@@ -22,6 +23,9 @@ class Response:
     status: int
     body: bytes
     headers: dict[str, str] = field(default_factory=dict)
+    drip: float = 0.0   # seconds between bytes of the body (a test hook: a slow server)
+    repeat: int = 1     # the body is sent this many times over (a test hook: a huge reply)
+    content_type: str = "application/json"
 
 
 class App(Protocol):
@@ -158,15 +162,29 @@ class _Handler(BaseHTTPRequestHandler):
         head = [f"HTTP/1.1 {response.status} {phrase}",
                 f"Server: {self.server_version}",
                 f"Date: {self.date_time_string()}",
-                "Content-Type: application/json",
-                f"Content-Length: {len(response.body)}"]
+                f"Content-Type: {response.content_type}",
+                f"Content-Length: {len(response.body) * response.repeat}"]
         head += [f"{name}: {value}" for name, value in response.headers.items()]
         if self.close_connection:
             head.append("Connection: close")
         data = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1")
-        if self.command != "HEAD":
+        streamed = response.drip > 0 or response.repeat > 1
+        if self.command != "HEAD" and not streamed:
             data += response.body
         try:
             self.wfile.write(data)  # one write: headers and body leave in one segment
+            if self.command != "HEAD" and streamed:
+                self._stream(response)
         except OSError:
             self.close_connection = True
+
+    def _stream(self, response: Response) -> None:
+        """A body sent slowly (one byte per `drip` seconds) or many times over."""
+        for _ in range(response.repeat):
+            if response.drip <= 0:
+                self.wfile.write(response.body)
+                continue
+            for byte in response.body:
+                time.sleep(response.drip)
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()

@@ -5,8 +5,11 @@ error bodies carry a message, and its hints."""
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -14,8 +17,8 @@ import httpx
 
 from ..errors import ApiError, ConvaiSyncError
 from ..retry import AdaptiveLimit, RetryPolicy
-from ..secrets import remember
-from .transport import JsonTransport
+from ..secrets import remember, scrub
+from .transport import JsonTransport, ReplyTooLarge
 
 log = logging.getLogger("convai_sync")
 
@@ -44,6 +47,25 @@ def checked_url(url: str, api: Api) -> str:
     return url.rstrip("/")
 
 
+def checked_key(secret: str, api: Api) -> None:
+    """The account key goes into a header: one with whitespace or a control
+    character (a stray newline from `echo` or a copied secret) would be refused
+    by the HTTP library with the key quoted in the error, and retried as a
+    network failure. Refuse it here, before any request, without showing it."""
+    if not secret:
+        raise ConvaiSyncError(f"no account key: set {api.env_key} to your {api.name} API key")
+    bad = next((i for i, ch in enumerate(secret) if not "\x21" <= ch <= "\x7e"), None)
+    if bad is not None:
+        what = "whitespace" if secret[bad].isspace() else "a control or non-ASCII character"
+        raise ConvaiSyncError(f"{api.env_key} contains {what} at position {bad + 1} of "
+                              f"{len(secret)}; an API key is printable ASCII only: set it again "
+                              "without the stray character (e.g. a trailing newline). "
+                              "Nothing was sent.")
+
+
+MAX_MESSAGE = 200  # of an error body quoted in a message
+
+
 class _Transient(Exception):
     def __init__(self, status: int | None, message: str, retry_after: float | None, ambiguous: bool):
         super().__init__(message)
@@ -55,13 +77,13 @@ class HttpSession:
 
     def __init__(self, api: Api, base_url: str, headers: dict[str, str], secret: str, *,
                  parallelism: int = 8, retry: RetryPolicy = RetryPolicy(), timeout: float = 30.0):
-        if not secret:
-            raise ConvaiSyncError(f"no account key: set {api.env_key} to your {api.name} API key")
         remember(secret)
+        checked_key(secret, api)
         self.api = api
         self.base_url = checked_url(base_url, api)
         self._reached = False  # has the API answered this run? (see _once)
         self.retry = retry
+        self.timeout = timeout
         self.limit = AdaptiveLimit(parallelism)
         self.requests = 0
         self._count_lock = threading.Lock()
@@ -78,10 +100,12 @@ class HttpSession:
         whether the write already took effect instead of repeating or failing it."""
         call = f"{method} {path}"
         started = time.monotonic()
+        # one deadline for the call: no Retry-After, pause or slow reply outlasts it
+        deadline = started + max(self.retry.max_total, self.timeout)
         maybe_committed = False
         for attempt in range(self.retry.max_attempts):
             try:
-                return self._once(method, path, body, params, obj)
+                return self._once(method, path, body, params, obj, deadline)
             except _Transient as t:
                 maybe_committed |= t.ambiguous
                 last = t
@@ -92,21 +116,27 @@ class HttpSession:
             if maybe_committed and landed and landed():
                 return None
             delay = self.retry.delay(attempt, last.retry_after)
-            if time.monotonic() - started + delay > self.retry.max_total:
+            if time.monotonic() + delay > deadline:
                 break
             _log_retry(call, obj, last, attempt + 1, self.retry.max_attempts, delay)
             time.sleep(delay)
-        raise ApiError(call, obj, last.status, f"{last.message} (gave up after {attempt + 1} attempts)",
+        raise ApiError(call, obj, last.status, f"{last.message} (gave up after {attempt + 1} attempts "
+                       f"in {time.monotonic() - started:.0f}s)",
                        self.api.hints.get(last.status or 0, "the API or the network is failing; run "
                                           "again later: a re-run picks up where this one stopped"))
 
     def _once(self, method: str, path: str, body: Any, params: dict[str, str] | None,
-              obj: str | None) -> Any:
-        self.limit.acquire()
+              obj: str | None, deadline: float) -> Any:
+        if not self.limit.acquire(deadline):
+            raise _Transient(429, "the API asked to pause past this request's deadline "
+                             "(--retry-max-time)", None, ambiguous=False)
         try:
             with self._count_lock:
                 self.requests += 1
-            response = self._http.request(method, path, body, params)
+            response = self._http.request(method, path, body, params, deadline)
+        except ReplyTooLarge as e:
+            raise ApiError(f"{method} {path}", obj, None, str(e) + "; stopped reading it",
+                           f"is {self.api.env_url} pointing at the {self.api.name} API?") from None
         except httpx.ConnectError as e:
             # Never reached at all: a wrong URL or no network, so waiting will not help.
             # Refused after the API has answered: a restart or a load balancer, so retry.
@@ -114,6 +144,9 @@ class HttpSession:
                 raise ApiError(f"{method} {path}", obj, None, f"cannot connect to {self.base_url}: {e}",
                                f"check {self.api.env_url} / --api-url and your network") from None
             raise _Transient(None, f"connection failed: {e}", None, ambiguous=False) from None
+        except httpx.LocalProtocolError as e:  # our own request is malformed: retrying cannot help
+            raise ApiError(f"{method} {path}", obj, None, scrub(f"the request was refused before "
+                           f"sending: {e}"), "this is a bug in convai-sync; please report it") from None
         except (httpx.TimeoutException, httpx.TransportError) as e:
             raise _Transient(None, f"{type(e).__name__}: {e}", None, ambiguous=method != "GET") from None
         finally:
@@ -133,7 +166,9 @@ class HttpSession:
                 raise ApiError(call, obj, status, "the reply is not JSON",
                                f"is {self.api.env_url} pointing at the {self.api.name} API?")
             return payload
-        message = self.api.message_of(payload) or response.text[:200] or response.reason_phrase
+        # scrub before the cut: a cut key is no longer the value the scrubber knows
+        message = scrub(self.api.message_of(payload) or response.text)[:MAX_MESSAGE] \
+            or response.reason_phrase
         retry_after = _retry_after(response)
         if status == 429:
             self.limit.throttle(retry_after)
@@ -152,11 +187,20 @@ def _log_retry(call: str, obj: str | None, failure: _Transient, attempt: int, ca
 
 
 def _retry_after(response: httpx.Response) -> float | None:
+    """Retry-After in seconds (delta or HTTP date); None when absent or absurd
+    (nan, infinite, negative: a broken header must not become a hang or a crash).
+    A huge value is kept: the call's deadline decides whether it is waited for."""
     value = response.headers.get("Retry-After")
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
+    if value is None:
         return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = (parsedate_to_datetime(value) - datetime.now(timezone.utc)).total_seconds()
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
 
 class SessionClient:

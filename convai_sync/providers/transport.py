@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import urllib.request
 from typing import Any
 
@@ -24,6 +25,12 @@ import httpx
 from .. import __version__
 
 log = logging.getLogger("convai_sync.http")
+
+MAX_REPLY_BYTES = 64 * 1024 * 1024  # a larger reply is refused, not held in memory
+
+
+class ReplyTooLarge(Exception):
+    """The reply body grew past MAX_REPLY_BYTES; reading stopped there."""
 
 
 class JsonTransport:
@@ -41,25 +48,33 @@ class JsonTransport:
                          (b"User-Agent", f"convai-sync/{__version__}".encode()),
                          (b"Content-Type", b"application/json"),
                          *[(k.encode("ascii"), v.encode("utf-8")) for k, v in headers.items()]]
-        self._extensions = {"timeout": httpx.Timeout(timeout).as_dict()}
+        self.timeout = timeout
         self._urls: dict[str, httpx.URL] = {}
 
     def request(self, method: str, path: str, body: Any = None,
-                params: dict[str, str] | None = None) -> httpx.Response:
+                params: dict[str, str] | None = None, deadline: float | None = None) -> httpx.Response:
         """Send one request and read its whole reply (the connection goes back
         to the pool). Raises httpx.TransportError subclasses like httpx.Client.
-        A body of None sends none (a GET or DELETE)."""
+        A body of None sends none (a GET or DELETE).
+
+        httpx's timeouts bound each read, not the reply: a server that drips a
+        byte every few seconds never trips them. So the whole exchange is held
+        to one wall-clock deadline (at most `timeout` from now) and the body is
+        streamed, checked against the clock and against MAX_REPLY_BYTES."""
+        now = time.monotonic()
+        deadline = min(deadline if deadline is not None else now + self.timeout, now + self.timeout)
         url = self._urls.get(path)
         if url is None:
             url = self._urls[path] = httpx.URL(str(self.base_url) + path)
         if params:
             url = url.copy_merge_params(params)
         content = b"" if body is None else json.dumps(body, separators=(",", ":")).encode("utf-8")
+        left = max(deadline - now, 0.001)
         request = httpx.Request(method, url, headers=self._headers, content=content,
-                                extensions=self._extensions)
+                                extensions={"timeout": httpx.Timeout(left).as_dict()})
         response = self._transport.handle_request(request)
         try:
-            response.read()
+            response._content = _read_within(response, deadline)  # what response.read() sets
         finally:
             response.close()
         response.request = request
@@ -70,6 +85,20 @@ class JsonTransport:
 
     def close(self) -> None:
         self._transport.close()
+
+
+def _read_within(response: httpx.Response, deadline: float) -> bytes:
+    """The decoded body, or ReadTimeout past `deadline` / ReplyTooLarge past the cap."""
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_bytes():
+        size += len(chunk)
+        if size > MAX_REPLY_BYTES:
+            raise ReplyTooLarge(f"the reply is larger than {MAX_REPLY_BYTES // (1024 * 1024)} MiB")
+        if time.monotonic() > deadline:
+            raise httpx.ReadTimeout("the reply did not arrive in time (it came too slowly)")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _environment_proxy(url: httpx.URL) -> str | None:
