@@ -64,6 +64,7 @@ def checked_key(secret: str, api: Api) -> None:
 
 
 MAX_MESSAGE = 200  # of an error body quoted in a message
+MIN_DEADLINE = 2.0  # seconds one call may always take, however small --retry-max-time is
 
 
 class _Transient(Exception):
@@ -101,7 +102,7 @@ class HttpSession:
         call = f"{method} {path}"
         started = time.monotonic()
         # one deadline for the call: no Retry-After, pause or slow reply outlasts it
-        deadline = started + max(self.retry.max_total, self.timeout)
+        deadline = started + max(self.retry.max_total, MIN_DEADLINE)
         maybe_committed = False
         for attempt in range(self.retry.max_attempts):
             try:
