@@ -4,19 +4,20 @@ logic of each step lives in its own module (planner, executor, state)."""
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .account import EMULATOR_SECRET
 from .errors import PlanError
-from .executor import ApplyReport, Keys, Progress, execute
+from .executor import ApplyReport, Keys, Outcome, Progress, execute
 from .manifest import LoadedManifest, resolve_secrets
 from .model import LiveState
 from .plan import Plan
 from .planner import Brakes, build_plan
 from .scope import Scope
 from .providers.base import Client
-from .state import SyncState, default_path, record_applied
+from .state import SyncState, changes_state, default_path, park_intents, record_applied
 
 log = logging.getLogger("convai_sync")
 
@@ -67,14 +68,28 @@ def make_plan(loaded: LoadedManifest, client: Client, options: Options,
 
 def apply_plan(plan: Plan, client: Client, keys: Keys, state: SyncState, options: Options,
                progress: Progress | None = None) -> ApplyReport:
-    """Execute, then record what the account cannot tell later (state.py) and
-    let the platform tidy what this apply left behind."""
-    report = execute(plan, client, keys, parallelism=options.parallelism, progress=progress)
+    """Execute, recording what the account cannot tell later (state.py) as each
+    write lands, so a process killed at any point leaves a state file the next
+    apply recovers from; then let the platform tidy what this apply left behind."""
+    park_intents(state, plan)
+    if state.worth_saving(plan):
+        state.save()
+
+    def landed(report: ApplyReport, outcome: Outcome) -> None:
+        if not changes_state(outcome.change):
+            return
+        with lock:
+            record_applied(state, plan, report)
+            if state.worth_saving(plan):
+                state.save()
+
+    lock = threading.Lock()
+    report = execute(plan, client, keys, parallelism=options.parallelism, progress=progress,
+                     on_outcome=landed)
     record_applied(state, plan, report)
     state.memo = client.memo()
     report.notes = client.finish() if report.ok else []
-    if state.worth_saving(plan):
-        state.save()
+    state.finish(plan)
     return report
 
 

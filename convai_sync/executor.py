@@ -62,17 +62,26 @@ class Progress(Protocol):
     def done(self) -> None: ...
 
 
-def execute(plan: Plan, client: Client, keys: Keys, *,
-            parallelism: int = 8, progress: Progress | None = None) -> ApplyReport:
-    """Apply every change; the report says what was done, failed, or not attempted."""
+def execute(plan: Plan, client: Client, keys: Keys, *, parallelism: int = 8,
+            progress: Progress | None = None,
+            on_outcome: Callable[[ApplyReport, Outcome], None] | None = None) -> ApplyReport:
+    """Apply every change; the report says what was done, failed, or not attempted.
+    `on_outcome` sees the report after each change finishes (from its thread)."""
     report = ApplyReport([Outcome(c) for c in plan.changes], noun=plan.noun)
     by_change = {id(o.change): o for o in report.outcomes}
     pool = ThreadPoolExecutor(max_workers=max(1, parallelism))
+
+    def finished(outcome: Outcome) -> None:
+        if on_outcome:
+            on_outcome(report, outcome)
+        if progress:
+            progress.finished(outcome)
+
     try:
         for phase, group in plan.phases():
             if progress:
                 progress.phase(phase, group)
-            run = lambda change: _run_one(change, client, keys, by_change[id(change)], progress)
+            run = lambda change: _run_one(change, client, keys, by_change[id(change)], finished)
             list(pool.map(run, group))
             if any(by_change[id(c)].status == FAILED for c in group):
                 break
@@ -88,7 +97,7 @@ def execute(plan: Plan, client: Client, keys: Keys, *,
 
 
 def _run_one(change: Change, client: Client, keys: Keys, outcome: Outcome,
-             progress: Progress | None) -> None:
+             finished: Callable[[Outcome], None]) -> None:
     try:
         _OPERATIONS[(change.resource, change.action)](change, client, keys)
         outcome.status = DONE
@@ -96,8 +105,7 @@ def _run_one(change: Change, client: Client, keys: Keys, outcome: Outcome,
         outcome.status, outcome.error = FAILED, scrub(str(e))
     except Exception as e:  # a bug must still not hide what was done
         outcome.status, outcome.error = FAILED, scrub(f"unexpected {type(e).__name__}: {e}")
-    if progress:
-        progress.finished(outcome)
+    finished(outcome)
 
 
 def _keys(change: Change, keys: Keys) -> Sequence[Secret]:

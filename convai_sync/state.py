@@ -16,15 +16,18 @@ key is unknown: the plan sends the manifest's key, and the apply records it.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import ConvaiSyncError
 from .executor import DONE, ApplyReport, Outcome
-from .plan import Action, Phase, Plan
+from .plan import Action, Change, Phase, Plan
 
 FORMAT_VERSION = 1
 
@@ -47,6 +50,9 @@ class SyncState:
     memo: dict[str, Any] = field(default_factory=dict)  # the platform adapter's own records
     fields: dict[str, dict[str, Any]] = field(default_factory=dict)  # write-only fields applied
     _doc: dict[str, Any] = field(default_factory=dict, repr=False)
+    existed: bool = False  # the file was there before this run
+    _written: str | None = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
     def load(cls, path: Path | None, account: str) -> "SyncState":
@@ -64,16 +70,41 @@ class SyncState:
         except (ValueError, AttributeError, TypeError) as e:
             raise ConvaiSyncError(f"{path}: not a convai-sync state file ({e}); fix or delete it "
                                   "(deleting it only means each versioned key is sent once more)") from None
-        return cls(path, account, versions, parked, memo, fields, doc)
+        return cls(path, account, versions, parked, memo, fields, doc, existed=True)
 
     def worth_saving(self, plan: Any) -> bool:
         return bool(plan.meta.get("api_key_versions") or self.parked or self.memo or self.fields
-                    or (self.path and self.path.exists()))
+                    or self.existed)
+
+    def finish(self, plan: Any) -> None:
+        """After an apply: save what is worth keeping; a file this run created
+        only to survive a crash mid-replace is removed once it holds nothing."""
+        if self.worth_saving(plan):
+            self.save()
+        elif self.path is not None and self._written is not None:
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()
+            self._written = None
 
     def save(self) -> None:
+        """Write the file atomically, if it changed: a unique temp file beside
+        it, flushed to disk, then renamed over it (a kill -9 leaves the old or
+        the new file, never half of one; two processes never share a temp file)."""
         if self.path is None:
             return
+        with self._lock:
+            text = json.dumps(self._document(), indent=2, sort_keys=True) + "\n"
+            if text == self._written:
+                return
+            try:
+                _replace_atomically(self.path, text)
+            except OSError as e:
+                raise ConvaiSyncError(f"{self.path}: cannot write the state file: {e.strerror}") from None
+            self._written = text
+
+    def _document(self) -> dict[str, Any]:
         doc = self._doc or {"format_version": FORMAT_VERSION, "accounts": {}}
+        self._doc = doc
         doc["format_version"] = FORMAT_VERSION
         entry: dict[str, Any] = {"api_key_versions": dict(sorted(self.versions.items()))}
         if self.parked:
@@ -83,12 +114,33 @@ class SyncState:
         if self.fields:
             entry["applied_fields"] = dict(sorted(self.fields.items()))
         doc.setdefault("accounts", {})[self.account] = entry
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        try:
-            tmp.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", "utf-8")
-            os.replace(tmp, self.path)
-        except OSError as e:
-            raise ConvaiSyncError(f"{self.path}: cannot write the state file: {e.strerror}") from None
+        return doc
+
+
+def _replace_atomically(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def park_intents(state: SyncState, plan: Plan) -> None:
+    """Before any write: every consumer the plan parks is recorded as parked
+    (with the model to move it back to). A process killed after parking it and
+    before moving it back leaves the record, and the next apply moves it back;
+    one killed before parking it leaves a record the next plan resolves.
+    (A consumer the manifest declares needs no record: its binding is declared.)"""
+    parked = {c.id for c in plan.changes if c.parks}
+    for change in plan.changes:
+        if change.phase is Phase.RESTORE and change.unmanaged and change.id in parked:
+            state.parked[change.id] = change.after[plan.model_ref]
 
 
 def record_applied(state: SyncState, plan: Plan, report: ApplyReport) -> None:
@@ -108,8 +160,10 @@ def record_applied(state: SyncState, plan: Plan, report: ApplyReport) -> None:
         elif c.sends_key:
             sends_key.setdefault(c.id, []).append(outcome.status)
     _record_fields(state, plan.meta.get("applied_fields", {}), writes)
+    parks = {c.id for c in plan.changes if c.parks}  # parked again by this plan: keep the record
     for cid in plan.meta.get("parked_resolved", []):
-        state.parked.pop(cid, None)
+        if cid not in parks:
+            state.parked.pop(cid, None)
     parked_now = {o.change.id for o in report.outcomes if o.status == DONE and o.change.parks}
     for outcome in report.outcomes:
         if not outcome.change.is_model:
@@ -130,6 +184,11 @@ def _record_fields(state: SyncState, wanted: dict[str, dict[str, Any]],
     for group, values in wanted.items():
         if all(status == DONE for status in writes.get(group, [])):
             state.fields[group] = dict(values)
+
+
+def changes_state(change: Change) -> bool:
+    """Whether the outcome of `change` changes what the state file records."""
+    return change.is_model or change.parks or change.unmanaged
 
 
 def _record_parking(state: SyncState, outcome: Outcome, parked_now: set[str], ref: str) -> None:

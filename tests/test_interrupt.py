@@ -19,7 +19,8 @@ from convai_sync.emulator import Emulator, Faults
 def start_apply(url: str, report: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "convai_sync", "apply", "-f", str(EXAMPLE), "--api-url", url,
-         "--auto-approve", "--parallelism", "1", "--report-file", str(report)],
+         "--auto-approve", "--parallelism", "1", "--report-file", str(report),
+         "--state-file", str(report.with_name("state.json"))],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(NO_COLOR="1"))
 
 
@@ -64,7 +65,8 @@ def test_an_interrupt_finishes_the_writes_in_flight_starts_nothing_more_and_repo
     assert emu.orphan_events == []
 
     emu.faults = Faults()
-    again = run("apply", "-f", str(EXAMPLE), "--api-url", emu.url, "--auto-approve")
+    again = run("apply", "-f", str(EXAMPLE), "--api-url", emu.url, "--auto-approve",
+                "--state-file", str(tmp_path / "state.json"))
     assert again.code == 0, again.output
     assert "The account now matches the manifest." in again.stdout
     assert emu.orphan_events == []
