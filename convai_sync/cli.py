@@ -13,9 +13,10 @@ import click
 from . import __version__
 from .account import open_account
 from .cli_common import (EXIT_CHANGES, EXIT_ERROR, EXIT_OK, FORMATS, account_label, account_options,
-                         brake_options, color_option, emit_plan, manifest_option, manifest_secrets,
-                         options, platform_named, read_options, require_keys, run_apply,
-                         scope_options, target, verify_converged, warn_missing, write_json)
+                         brake_options, color_option, emit_plan, locked, manifest_option,
+                         manifest_secrets, options, platform_named, read_options, require_keys,
+                         run_apply, scope_options, target, verify_converged, warn_missing,
+                         write_json)
 from .cli_gitops import COMMANDS, apply_saved_plan
 from .cli_markdown import markdown_options, markdown_settings
 from .cli_tools import import_command, ping_command
@@ -89,6 +90,8 @@ def plan(manifest_path: str, fmt: str, detailed_exitcode: bool, out_file: str | 
 @click.option("--auto-approve", is_flag=True, help="Apply without asking.")
 @click.option("--report-file", type=click.Path(dir_okay=False, writable=True), metavar="FILE",
               help="Write the apply report (every change: done, failed, not attempted) as JSON.")
+@click.option("--force-unlock", is_flag=True,
+              help="Break another apply's lock on this account (only when it is surely not running).")
 def apply(manifest_path: str | None, auto_approve: bool, report_file: str | None,
           plan_file: str | None = None, **opts: Any) -> None:
     """Plan, confirm, then apply phase by phase. With PLANFILE (from plan --out):
@@ -102,7 +105,8 @@ def apply(manifest_path: str | None, auto_approve: bool, report_file: str | None
         return apply_saved_plan(plan_file, auto_approve, report_file, opts)
     loaded = load_manifest(manifest_path)
     resolved = manifest_secrets(loaded, opts["emulator"])
-    with open_account(target(opts, loaded.desired.variant), loaded.platform) as client:
+    with open_account(target(opts, loaded.desired.variant), loaded.platform) as client, \
+            locked(client, loaded.path, opts):
         state = sync_state(loaded.path, client, options(opts))
         result = make_plan(loaded, client, options(opts), state)
         require_keys(resolved, result)

@@ -2,6 +2,7 @@
 running an apply. Imported by cli.py and cli_gitops.py; imports neither."""
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
@@ -11,9 +12,10 @@ from typing import Any, Callable
 import click
 
 from .account import EMULATOR_SECRET, Target
-from .engine import Options, apply_plan, converged
+from .engine import Options, apply_plan, converged, state_path
 from .errors import ConvaiSyncError
 from .executor import Keys
+from .lock import apply_lock
 from .manifest import LoadedManifest, ResolvedSecrets, resolve_secrets
 from .plan import Plan
 from .planner import Brakes
@@ -192,6 +194,14 @@ def run_apply(result: Plan, client: Client, keys: Keys, state: SyncState, opts: 
     if not report.ok:
         sys.exit(EXIT_ERROR)
     return True
+
+
+def locked(client: Client, manifest_path: str | None, opts: dict[str, Any]) -> Any:
+    """The apply lock of this account and state file (none on the in-process emulator)."""
+    if opts["emulator"]:
+        return contextlib.nullcontext()
+    return apply_lock(client.base_url, state_path(manifest_path, options(opts)),
+                      opts.get("force_unlock", False))
 
 
 def verify_converged(loaded: LoadedManifest, client: Client, opts: dict[str, Any],

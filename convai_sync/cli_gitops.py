@@ -13,8 +13,8 @@ import click
 
 from .account import EMULATOR_SECRET, open_account
 from .cli_common import (EXIT_CHANGES, EXIT_OK, FORMATS, account_label, brake_options,
-                         color_option, emit_plan, stateless_options, manifest_option, options,
-                         plan_text, platform_named, read_options, run_apply, target,
+                         color_option, emit_plan, locked, stateless_options, manifest_option,
+                         options, plan_text, platform_named, read_options, run_apply, target,
                          verify_converged, write_text)
 from .cli_markdown import markdown_options, markdown_settings
 from .drift import drift_json, drift_text, unchecked_fields
@@ -41,7 +41,8 @@ def apply_saved_plan(plan_file: str, auto_approve: bool, report_file: str | None
         raise saved.stale_error(reasons)
     keys = saved.keys(os.environ, EMULATOR_SECRET if opts["emulator"] else None)
     target_platform = platform_named(saved.plan.platform)
-    with open_account(target(opts, saved.plan.dialect), target_platform) as client:
+    with open_account(target(opts, saved.plan.dialect), target_platform) as client, \
+            locked(client, saved.manifest_path, opts):
         state = sync_state(saved.manifest_path, client, options(opts))
         live = read_live_for(saved, client, state, loaded)
         reasons = saved.live_reasons(live)

@@ -33,15 +33,18 @@ class Options:
     scope: Scope = Scope()
 
 
-def sync_state(manifest_path: str | None, client: Client, options: Options) -> SyncState:
-    """What earlier applies recorded for this account (in memory only on the emulator)."""
+def state_path(manifest_path: str | None, options: Options) -> Path | None:
+    """Where this account's state file is (none: in memory only, on the emulator)."""
     if options.emulator:
-        path = None
-    elif options.state_file:
-        path = Path(options.state_file)
-    else:
-        path = default_path(manifest_path) if manifest_path else None
-    return SyncState.load(path, client.base_url)
+        return None
+    if options.state_file:
+        return Path(options.state_file)
+    return default_path(manifest_path) if manifest_path else None
+
+
+def sync_state(manifest_path: str | None, client: Client, options: Options) -> SyncState:
+    """What earlier applies recorded for this account."""
+    return SyncState.load(state_path(manifest_path, options), client.base_url)
 
 
 def read_live(loaded: LoadedManifest, client: Client, state: SyncState,

@@ -4,12 +4,16 @@ from __future__ import annotations
 import io
 import os
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
 import pytest
 from hypothesis import settings
+
+# apply locks (convai_sync/lock.py) of test runs go to a directory of their own
+os.environ.setdefault("CONVAI_SYNC_LOCK_DIR", tempfile.mkdtemp(prefix="convai-sync-locks-"))
 
 # CI explores the same examples every run (no flaky landings); local runs explore anew.
 settings.register_profile("ci", derandomize=True, print_blob=True)
