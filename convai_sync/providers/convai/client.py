@@ -13,9 +13,12 @@ from ...retry import RetryPolicy
 from ...secrets import Secret
 from ..base import Capabilities, Desired
 from ..http import Api, SessionClient
+from ..replies import checked_items, list_in
 from .dialects import CUSTOM_LLM, DIALECTS, LLM_MODELS, Dialect
 
 DEFAULT_URL = "https://api.convai.com"
+MODEL_TEXT = ("model_name", "base_url", "display_name")
+CHARACTER_IDS = ("character_id", "charID")
 
 
 def _message(payload: Any) -> str | None:
@@ -73,13 +76,11 @@ class ConvaiClient(SessionClient):
 
     def _list_models(self, dialect: Dialect) -> list[dict[str, Any]]:
         payload = self.call(dialect.path("list"), None, "model list")
-        items = payload.get("models") if isinstance(payload, dict) else payload
-        if not isinstance(items, list):
-            raise ApiError(f"POST {dialect.path('list')}", "model list", 200,
-                           "unexpected reply shape (no list of models)",
-                           "the API may have changed; please report this")
+        call = f"POST {dialect.path('list')}"
+        items = checked_items(call, "model list", list_in(call, "model list", payload, "models"),
+                              ("model_group_name",), MODEL_TEXT)
         self.dialect = dialect
-        return [m for m in items if isinstance(m, dict) and m.get("model_group_name")]
+        return items
 
     def register_model(self, group: str, fields: dict[str, Any], api_key: Secret) -> None:
         dialect = self._require_dialect()
@@ -147,11 +148,10 @@ class ConvaiClient(SessionClient):
 
     def list_characters(self) -> dict[str, ConsumerState]:
         payload = self.call("/character/list", None, "character list")
-        items = payload.get("characters") if isinstance(payload, dict) else payload
-        if not isinstance(items, list):
-            raise ApiError("POST /character/list", "character list", 200,
-                           "unexpected reply shape (no 'characters' list)",
-                           "the API may have changed; please report this")
+        call = "POST /character/list"
+        items = checked_items(call, "character list", list_in(call, "character list", payload,
+                                                              "characters"),
+                              CHARACTER_IDS, ("character_name", "model_group_name"))
         out = {s.id: s for s in map(_character_state, items) if s is not None}
         missing = [s for s in out.values() if s.model is None]
         if missing:  # the list did not carry their model: ask for each, concurrently
@@ -223,7 +223,7 @@ def _model_state(raw: dict[str, Any]) -> ModelState:
 def _character_state(raw: Any) -> ConsumerState | None:
     if not isinstance(raw, dict):
         return None
-    cid = raw.get("character_id") or raw.get("charID")
+    cid = next((raw[k] for k in CHARACTER_IDS if raw.get(k) is not None), None)
     if not isinstance(cid, str):
         return None
     config = raw.get("personalised_prompt_config")

@@ -31,6 +31,7 @@ from ...retry import RetryPolicy
 from ...secrets import SENSITIVE, Secret, remember
 from ..base import Capabilities, Desired, DesiredModel
 from ..http import Api, SessionClient
+from ..replies import checked_items, refuse_paging
 
 MODELS = "/api/v1/provider/models/llm"
 PIPELINES = "/api/v1/pipelines"
@@ -89,10 +90,11 @@ class LangBotClient(SessionClient):
     def _list(self, path: str, key: str, what: str) -> list[dict[str, Any]]:
         data = self._data("GET", path, obj=what)
         items = data.get(key) if isinstance(data, dict) else None
-        if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        if not isinstance(items, list):
             raise ApiError(f"GET {path}", what, 200, f"unexpected reply shape (no '{key}' list)",
                            "the API may have changed; nothing was written. Please report this")
-        return items
+        refuse_paging(f"GET {path}", what, data, len(items))
+        return checked_items(f"GET {path}", what, items, ("uuid",), ("name",))
 
     def list_models(self) -> list[dict[str, Any]]:
         items = self._list(MODELS, "models", "model list")
@@ -120,7 +122,7 @@ class LangBotClient(SessionClient):
         keys = desired.keys if desired else {}
         models = {names[m["uuid"]]: ModelState(names[m["uuid"]], _fields(m, keys.get(names[m["uuid"]])))
                   for m in raw}
-        consumers = {p["uuid"]: _pipeline_state(p, names) for p in pipelines if isinstance(p.get("uuid"), str)}
+        consumers = {p["uuid"]: _pipeline_state(p, names) for p in pipelines}
         live = LiveState("langbot", models, consumers, platform="langbot")
         live.requests = self.requests - start
         return live

@@ -12,6 +12,7 @@ from typing import Any
 
 from ...errors import ApiError
 from ..http import HttpSession
+from ..replies import checked_items
 
 LIMIT = 1000  # the most Vapi returns in one list request
 
@@ -38,7 +39,7 @@ def _bare_list(http: HttpSession, path: str, what: str) -> list[dict[str, Any]]:
     if not isinstance(payload, list):
         raise ApiError(f"GET {path}", what, 200, "unexpected reply shape (not a list)",
                        "the API may have changed; nothing was written. Please report this")
-    return [item for item in payload if isinstance(item, dict) and isinstance(item.get("id"), str)]
+    return checked_items(f"GET {path}", what, payload, ("id",), ("name",))
 
 
 def _paged_assistants(http: HttpSession, parallelism: int) -> list[dict[str, Any]]:
@@ -78,4 +79,4 @@ def _page(http: HttpSession, number: int) -> tuple[list[dict[str, Any]], int]:
         raise ApiError("GET /v2/assistant", "assistant list", 200,
                        "unexpected reply shape (no results list or metadata.totalItems)",
                        "the API may have changed; nothing was written. Please report this")
-    return [r for r in results if isinstance(r, dict) and isinstance(r.get("id"), str)], total
+    return checked_items("GET /v2/assistant", "assistant list", results, ("id",), ("name",)), total
