@@ -25,7 +25,9 @@ from .engine import make_plan, read_live, sync_state
 from .errors import ConvaiSyncError
 from .manifest import load_manifest
 from .render.values import count
+from .render.markdown import render_failure_markdown
 from .saved_plan import saved_document
+from .escape import inline, terminal
 from .secrets import scrub
 
 log = logging.getLogger("convai_sync")
@@ -63,6 +65,17 @@ def plan(manifest_path: str, fmt: str, detailed_exitcode: bool, out_file: str | 
          **opts: Any) -> None:
     """Show what apply would change, in the order it would change it."""
     markdown = markdown_settings(opts)
+    try:
+        _plan(manifest_path, fmt, detailed_exitcode, out_file, markdown, opts)
+    except ConvaiSyncError as e:
+        if fmt == "markdown":  # the PR comment says why, escaped for Markdown
+            click.echo(render_failure_markdown(scrub(str(e)), source=manifest_path,
+                                               full_plan_url=markdown.get("full_plan_url")), nl=False)
+        raise
+
+
+def _plan(manifest_path: str, fmt: str, detailed_exitcode: bool, out_file: str | None,
+          markdown: dict[str, Any], opts: dict[str, Any]) -> None:
     loaded = load_manifest(manifest_path)
     resolved = manifest_secrets(loaded, opts["emulator"])
     with open_account(target(opts, loaded.desired.variant), loaded.platform) as client:
@@ -155,13 +168,14 @@ def main(argv: list[str] | None = None) -> None:
         e.show()  # a usage error is an error (1): exit 2 means "changes present"
         sys.exit(EXIT_ERROR if isinstance(e, click.UsageError) else e.exit_code)
     except ConvaiSyncError as e:
-        click.echo(scrub(f"Error: {e}"), err=True)
+        click.echo(terminal(scrub(f"Error: {e}")), err=True)
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
         click.echo("Interrupted. Run plan to see what is left to do.", err=True)
         sys.exit(130)
     except Exception as e:  # a bug: say so plainly, never print a secret
         log.debug("internal error", exc_info=True)
-        click.echo(scrub(f"Error: internal error ({type(e).__name__}: {e}). This is a bug in "
-                         "convai-sync; please report it (run with -vv for the traceback)."), err=True)
+        click.echo(inline(scrub(f"Error: internal error ({type(e).__name__}: {e}). This is a bug in "
+                                "convai-sync; please report it (run with -vv for the traceback).")),
+                   err=True)
         sys.exit(EXIT_ERROR)

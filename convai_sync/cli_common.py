@@ -14,6 +14,7 @@ import click
 from .account import EMULATOR_SECRET, Target
 from .engine import Options, apply_plan, converged, state_path
 from .errors import ConvaiSyncError
+from .escape import inline
 from .executor import Keys
 from .lock import apply_lock
 from .manifest import LoadedManifest, ResolvedSecrets, resolve_secrets
@@ -141,7 +142,7 @@ def emit_plan(result: Plan, fmt: str, source: str | None = None, **markdown: Any
 def plan_text(result: Plan) -> str:
     """The text plan for stdout; its warnings go to stderr, as every warning does."""
     for warning in result.warnings:
-        click.echo(f"Warning: {warning}", err=True)
+        click.echo(f"Warning: {inline(warning)}", err=True)
     return render_plan(result, color=use_color(sys.stdout), warnings=False)
 
 

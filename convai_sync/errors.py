@@ -15,8 +15,9 @@ class ManifestError(ConvaiSyncError):
     """One or more problems in a manifest, each as `FILE:LINE: message`."""
 
     def __init__(self, problems: list[str]):
-        self.problems = problems
-        super().__init__("\n".join(problems))
+        from .escape import inline  # each problem is one line, whatever values it quotes
+        self.problems = [inline(p) for p in problems]
+        super().__init__("\n".join(self.problems))
 
 
 class ApiError(ConvaiSyncError):

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 from . import yamlpos
 from .errors import ConvaiSyncError, ManifestError
+from .escape import inline, inline_quoted
 from .providers.base import Desired
 from .perf import gc_paused
 from .secrets import ENV_REF, Secret
@@ -210,7 +211,8 @@ _YAML_WORDS = (
 def _dotted(loc: tuple[Any, ...]) -> str:
     out = ""
     for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        part = part if isinstance(part, int) else inline(str(part))
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
     return out or "top level"
 
 
@@ -241,7 +243,7 @@ def _describe(e: Mapping[str, Any], loc: tuple[Any, ...], target: "Platform") ->
         known = list(parent.model_fields) if parent else []
         close = difflib.get_close_matches(str(field), known, n=1)
         hint = f"; did you mean '{close[0]}'?" if close else f"; known keys: {', '.join(known)}"
-        return f"unknown key '{field}' in {_dotted(loc[:-1])}{hint}"
+        return f"unknown key {inline_quoted(field)} in {_dotted(loc[:-1])}{hint}"
     if kind == "missing":
         return f"{_dotted(loc[:-1])} is missing the required field '{field}'"
     if kind == "literal_error" and field == "version":
@@ -318,10 +320,10 @@ def check_references(loaded: LoadedManifest, section: str, field: str, known: se
 
 def unknown_model(name: str, known: set[str] | frozenset[str], builtins: bool = True) -> str:
     close = difflib.get_close_matches(name, sorted(known), n=1)
-    hint = f"did you mean '{close[0]}'? " if close else ""
+    hint = f"did you mean {inline_quoted(close[0])}? " if close else ""
     if not builtins:
-        return f"model '{name}' is not in this manifest's models; {hint}add it under models"
-    return (f"model '{name}' is neither in this manifest's models nor a built-in model code; "
+        return f"model {inline_quoted(name)} is not in this manifest's models; {hint}add it under models"
+    return (f"model {inline_quoted(name)} is neither in this manifest's models nor a built-in model code; "
             f"{hint}add it under models, or add the code to settings.builtin_models")
 
 

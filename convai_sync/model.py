@@ -8,6 +8,8 @@ absent or `None` is unknown (the API does not return it), never a difference.
 """
 from __future__ import annotations
 
+from .escape import inline
+
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +34,8 @@ class ConsumerState:
     @property
     def label(self) -> str:
         """How messages name it: 'Name' (id), or 'id'."""
-        return f"'{self.name}' ({self.id})" if self.name else f"'{self.id}'"
+        return (f"'{inline(self.name)}' ({inline(self.id)})" if self.name
+                else f"'{inline(self.id)}'")
 
 
 @dataclass

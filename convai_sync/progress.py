@@ -14,6 +14,7 @@ import time
 from typing import IO
 
 from .executor import FAILED, Outcome
+from .escape import inline
 from .plan import Change, Phase, Plan
 from .render.values import label
 
@@ -55,7 +56,7 @@ class StderrProgress:
                 self._drawn_at = 0.0  # redraw the bar right under the failure
                 self._end_bar(clear=True)
                 c = outcome.change
-                detail = f": {outcome.error}" if outcome.error else ""
+                detail = f": {inline(outcome.error)}" if outcome.error else ""
                 self._print(f"  {outcome.status}: {c.action} "
                             f"{label(c, self.noun)}{detail}")
             complete = self._done >= self._total

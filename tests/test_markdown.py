@@ -38,15 +38,19 @@ def assert_well_formed(md: str, limit: int | None = None) -> None:
         assert len(md) <= limit
     assert md.startswith(PLAN_MARKER + "\n")
     assert md.count("<details>") == md.count("</details>")
-    fences = [line for line in md.splitlines() if line.startswith("```")]
-    assert len(fences) % 2 == 0, "an unclosed code fence"
-    assert all(f in ("```", "```diff") for f in fences)
-    in_fence = False
+    opened = ""  # the open fence: closed only by a line of at least as many backticks
     for line in md.splitlines():
-        if line.startswith("```"):
-            in_fence = not in_fence
-        elif not in_fence:
+        fence = re.match(r"^(`{3,})(diff)?$", line)
+        if opened and fence and not fence.group(2) and len(fence.group(1)) >= len(opened):
+            opened = ""
+        elif opened:
+            assert "`" * len(opened) not in line, f"a line that closes its fence: {line}"
+        elif fence:
+            opened = fence.group(1)
+        else:
+            assert not line.startswith("```"), f"a stray fence: {line}"
             assert not re.search(r"<(?![^<>]*>)", line), f"a tag cut in two: {line}"
+    assert not opened, "an unclosed code fence"
     assert md.endswith("\n") and not md.endswith("\n\n")
 
 

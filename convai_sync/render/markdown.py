@@ -9,10 +9,10 @@ note saying where the full plan is.
 """
 from __future__ import annotations
 
-import re
 from typing import Callable
 
 from ..drift import Unchecked, would_apply
+from ..escape import code_span, fence, inline, markdown
 from ..plan import Change, Plan
 from ..providers.registry import platform
 from .values import count, headline, show
@@ -25,7 +25,6 @@ DEFAULT_HINT = "The full plan is in the job summary of the workflow run that wro
 MAX_LISTED = 20
 
 _VERBS = {"replace": "must be replaced (deregister, then register)"}
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def render_plan_markdown(plan: Plan, *, source: str | None = None, limit: int | None = DEFAULT_LIMIT,
@@ -56,6 +55,23 @@ def render_drift_markdown(plan: Plan, unchecked: list[Unchecked], *, source: str
             status += " " + _escape(would_apply(list(refused)))
     footer = _unchecked_lines(unchecked)
     return _document(DRIFT_MARKER, title, status, plan, footer, limit, full_plan_hint, full_plan_url)
+
+
+def render_failure_markdown(error: str, *, source: str | None = None,
+                            full_plan_url: str | None = None, limit: int | None = DEFAULT_LIMIT) -> str:
+    """A plan that failed, as the same sticky PR comment. The error quotes values
+    from the pull request and the account, so it goes in a fence none of its
+    lines can close: nothing in it renders (no heading, mention, image or link)."""
+    title = "convai-sync plan" + (f" for {_code(source)}" if source else "")
+    lines = error.splitlines()
+    if limit and len(error) > limit // 2:
+        lines = error[:limit // 2].splitlines() + ["(cut; the whole error is in the workflow log)"]
+    out = [PLAN_MARKER, f"### {title}", "",
+           "\u274c **The plan failed**, so this change cannot be applied yet:", "",
+           *fence(lines), ""]
+    if full_plan_url:
+        out.append(f"[Open the workflow run](<{inline(full_plan_url).replace('>', '%3E')}>)")
+    return _join(out, [], [], [])
 
 
 def _variant(plan: Plan) -> str:
@@ -113,16 +129,12 @@ def _details(blocks: list[tuple[int, int, str, list[str]]], shown: int, dialect:
     what = (f"all {count(len(blocks), 'change')}" if shown == len(blocks)
             else f"the first {shown} of {len(blocks)} changes")
     out = ["<details>", f"<summary>Show {what}, in apply order</summary>", ""]
-    current = None
+    phases: dict[int, tuple[str, list[str]]] = {}
     for phase_no, phase_total, phase_title, lines in blocks[:shown]:
-        if phase_no != current:
-            if current is not None:
-                out += ["```", ""]
-            out += [f"**Phase {phase_no}/{phase_total}: {phase_title}**", "", "```diff"]
-            current = phase_no
-        out += lines
-    if current is not None:
-        out += ["```", ""]
+        heading = f"**Phase {phase_no}/{phase_total}: {phase_title}**"
+        phases.setdefault(phase_no, (heading, []))[1].extend(lines)
+    for heading, lines in phases.values():
+        out += [heading, "", *fence(lines, "diff"), ""]
     out += ["</details>", ""]
     return out
 
@@ -212,16 +224,8 @@ def _change_lines(change: Change, plan: Plan) -> list[str]:
             lines.append(f"+     {name} = {show(after.get(key))}{note}")
         else:
             lines.append(f"      {name} = {show(after.get(key))}")
-    return [_CONTROL.sub(" ", line) for line in lines]
+    return [inline(line) for line in lines]
 
 
-def _escape(text: str) -> str:
-    """Plain text that cannot open an HTML tag or break the layout."""
-    text = _CONTROL.sub(" ", text)
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def _code(text: str) -> str:
-    """An inline code span that survives backticks and line breaks in `text`."""
-    text = _CONTROL.sub(" ", text).replace("`", "'")
-    return f"`{text}`"
+_escape = markdown   # prose: see escape.py
+_code = code_span

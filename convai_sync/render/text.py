@@ -7,6 +7,7 @@ from typing import IO, Any
 
 import click
 
+from ..escape import inline
 from ..plan import Change, Phase, Plan
 from ..executor import DONE, FAILED, NOT_ATTEMPTED
 from .values import count, headline, label, show
@@ -28,7 +29,7 @@ def render_plan(plan: Plan, color: bool = False, warnings: bool = True) -> str:
     paint = (lambda text, fg: click.style(text, fg=fg)) if color else (lambda text, fg: text)
     out: list[str] = []
     for warning in plan.warnings if warnings else []:
-        out.append(paint(f"Warning: {warning}", "yellow"))
+        out.append(paint(f"Warning: {inline(warning)}", "yellow"))
     if plan.warnings and warnings:
         out.append("")
     if plan.empty:
@@ -110,7 +111,7 @@ def render_report(report: Any) -> str:
         return f"Apply complete: {count(report.count(DONE), 'change')} applied.\n"
     lines = []
     for o in report.outcomes:
-        detail = f": {o.error}" if o.error else ""
+        detail = f": {inline(o.error)}" if o.error else ""
         lines.append(f"  {o.status:<13} {o.change.action:<10} {label(o.change, report.noun)}{detail}")
     stranded = [label(o.change, report.noun) for o in report.outcomes
                 if o.status != DONE and o.change.phase == Phase.RESTORE and o.change.unmanaged]

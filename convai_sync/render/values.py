@@ -5,21 +5,24 @@ import json
 from typing import Any
 
 from ..plan import Change
+from ..escape import inline
 from ..secrets import SENSITIVE
 
 
 def show(value: Any) -> str:
+    """A value on one line, escaped for a terminal (every renderer quotes values so)."""
     if value is None:
         return "(unset)"
     if isinstance(value, str) and value.startswith(SENSITIVE[:-1]):
-        return value
+        return inline(value)
     if isinstance(value, (str, bool, list, dict)):
-        return json.dumps(value, ensure_ascii=False)
-    return repr(value) if not isinstance(value, float) else f"{value:g}"
+        return inline(json.dumps(value, ensure_ascii=False))
+    return inline(repr(value)) if not isinstance(value, float) else f"{value:g}"
 
 
 def describe_target(resource: str, cid: str, name: str | None) -> str:
-    return f'{resource} "{name}" ({cid})' if name else f'{resource} "{cid}"'
+    cid = inline(cid)
+    return f'{resource} "{inline(name)}" ({cid})' if name else f'{resource} "{cid}"'
 
 
 def count(n: int, noun: str) -> str:
@@ -41,5 +44,5 @@ def headline(change: Change, noun: str, model_ref: str, verbs: dict[str, str] | 
     verb = {**_VERB, **(verbs or {})}[change.action]
     if not change.is_model:
         verb = "will be rebound" if model_ref in change.fields else "will be updated"
-    why = f" ({change.reason})" if change.reason else ""
+    why = f" ({inline(change.reason)})" if change.reason else ""
     return f"{label(change, noun)} {verb}{why}"
