@@ -60,12 +60,12 @@ def http_url(value: str) -> str:
 
 
 def env_reference(value: str, account_var: str) -> str:
-    """A field validator: a secret only as ${VAR}, and never the account's own key."""
+    """A field validator: a secret only as ${VAR}, and never an account key."""
     match = ENV_REF.match(value)
     if not match:
         raise ValueError("plaintext api_key")
-    if match.group(1) == account_var:
-        raise ValueError(f"account key as api_key: {account_var}")
+    if account_key_var(match.group(1), account_var):
+        raise ValueError(f"account key as api_key: {match.group(1)}")
     return value
 
 
@@ -77,6 +77,12 @@ def secret_reference(account_var: str) -> Any:
     """A `${VAR}` field type that refuses plaintext and the account's own key."""
     return Annotated[str, Field(json_schema_extra={"pattern": ENV_REF.pattern}),
                      AfterValidator(lambda value: env_reference(value, account_var))]
+
+
+def account_key_var(var: str, own: str | None = None) -> bool:
+    """Whether `var` holds an account key (this platform's or any other's)."""
+    from .providers.registry import ACCOUNT_KEY_VARS
+    return var == own or var in ACCOUNT_KEY_VARS
 
 
 def env_var(reference: str) -> str:
@@ -253,8 +259,10 @@ def _describe(e: Mapping[str, Any], loc: tuple[Any, ...], target: "Platform") ->
     if kind == "value_error" and "not an http(s) URL" in e["msg"]:
         return f"{where} must be an http(s) URL such as https://api.openai.com/v1, not {value!r}"
     if kind == "value_error" and "account key" in e["msg"]:
-        return (f"{where} is ${{{target.env_key}}}, your {target.title} account key: it would be "
-                f"sent to this model's {target.url_field}. Use the model provider's own key, in its own variable")
+        var = e["msg"].rsplit(": ", 1)[-1]
+        whose = f"your {target.title} account key" if var == target.env_key else "an account key"
+        return (f"{where} is ${{{var}}}, {whose}: it would be sent to this model's "
+                f"{target.url_field}. Use the model provider's own key, in its own variable")
     if kind == "value_error" and "plaintext" in e["msg"]:
         bare = re.fullmatch(r"\$([A-Za-z_][A-Za-z0-9_]*)", value) if isinstance(value, str) else None
         if bare:

@@ -22,13 +22,14 @@ from typing import Any, Mapping
 
 from .errors import ApiError, ConvaiSyncError, ManifestError
 from .fingerprint import live_differences, live_fingerprint, manifest_fingerprint
-from .manifest import LoadedManifest, load_manifest, resolve_keys
+from .escape import inline_quoted
+from .manifest import LoadedManifest, account_key_var, load_manifest, resolve_keys
 from .model import LiveState
 from .plan import FORMAT_VERSION, Action, Plan
 from .providers.base import Capabilities, Client
 from .state import SyncState
 from .providers.registry import platform
-from .secrets import Secret
+from .secrets import ENV_REF, Secret
 
 SAVED_KEY = "saved_plan"
 MAX_BYTES = 64 * 1024 * 1024
@@ -192,3 +193,21 @@ def _check_changes(saved: SavedPlan) -> None:
         if change.sends_key and change.id not in saved.api_key_env:
             raise ConvaiSyncError(f"{saved.path}: model '{change.id}' needs its api_key but the "
                                   "plan does not name its variable; write the plan again with plan --out")
+    _check_key_variables(saved)
+
+
+def _check_key_variables(saved: SavedPlan) -> None:
+    """The manifest's rules for key references, applied to the saved plan's own
+    copy: a plan file is as editable as a manifest (an artifact, a PR attachment)."""
+    own = platform(saved.plan.platform).env_key
+    for model, var in saved.api_key_env.items():
+        for name in ([var] if isinstance(var, str) else var):
+            if not isinstance(name, str) or not ENV_REF.match("${" + name + "}"):
+                raise ConvaiSyncError(f"{saved.path}: api_key_env of model {inline_quoted(model)} is "
+                                      f"not a variable name ({inline_quoted(name)}); the saved plan was "
+                                      "altered: write it again with plan --out. Nothing was written.")
+            if account_key_var(name, own):
+                raise ConvaiSyncError(f"{saved.path}: model {inline_quoted(model)} would be sent "
+                                      f"${{{name}}}, an account key, as its api_key; the saved plan "
+                                      "was altered (a manifest may not do this either): write it "
+                                      "again with plan --out. Nothing was written.")

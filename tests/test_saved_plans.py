@@ -240,3 +240,39 @@ def test_same_state_on_another_url_applies_with_a_warning(make_emulator: Callabl
     assert out.code == 0, out.output
     assert f"the plan was made against {planned_on.url}; applying it to {twin.url}" in out.stderr
     assert planned_on.writes() == [] and twin.writes()
+
+
+@pytest.mark.parametrize("variable", ["CONVAI_API_KEY", "VAPI_API_KEY", "LANGBOT_API_KEY", "BAD NAME"])
+def test_a_tampered_key_variable_is_refused_as_a_manifest_would_be(
+        make_emulator: Callable[..., Emulator], run: Callable[..., Result], tmp_path: Path,
+        variable: str) -> None:
+    """Issue 11, finding 8: a saved plan is an editable file; mapping a model's key to an
+    account key would send that key to the model's (someone else's) base_url."""
+    emu = make_emulator()
+    out = tmp_path / "plan.json"
+    assert save_plan(run, emu, out).code == 0
+    doc = json.loads(out.read_text())
+    model = next(iter(doc["saved_plan"]["api_key_env"]))
+    doc["saved_plan"]["api_key_env"][model] = variable
+    out.write_text(json.dumps(doc))
+    emu.clear_log()
+    result = run("apply", str(out), "--api-url", emu.url, "--auto-approve")
+    assert result.code == 1
+    assert "the saved plan was altered" in result.stderr and f"model '{model}'" in result.stderr
+    assert emu.requests == []  # refused before the account is contacted
+    assert ACCOUNT_KEY not in result.output
+
+
+@pytest.mark.parametrize("variable", ["VAPI_API_KEY", "LANGBOT_API_KEY"])
+def test_a_manifest_may_not_use_another_platforms_account_key(
+        run: Callable[..., Result], tmp_path: Path, variable: str) -> None:
+    manifest = tmp_path / "models.yaml"
+    manifest.write_text(EXAMPLE.read_text().replace("${STUDIO_GATEWAY_KEY}", "${" + variable + "}"))
+    result = run("validate", "-f", str(manifest))
+    assert result.code == 1
+    assert f"is ${{{variable}}}, an account key: it would be sent to this model's" in result.stderr
+
+
+def test_every_platforms_account_key_is_listed() -> None:
+    from convai_sync.providers.registry import ACCOUNT_KEY_VARS, NAMES, platform
+    assert set(ACCOUNT_KEY_VARS) == {platform(name).env_key for name in NAMES}

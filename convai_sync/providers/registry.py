@@ -12,6 +12,9 @@ _ADAPTERS = {
     "vapi": "convai_sync.providers.vapi",
 }
 NAMES = tuple(_ADAPTERS)
+# every platform's account key variable (each adapter's Platform.env_key): never a model's
+# key, since the value would be sent to that model's URL (tests check this list is complete)
+ACCOUNT_KEY_VARS = ("CONVAI_API_KEY", "LANGBOT_API_KEY", "VAPI_API_KEY")
 
 
 def platform(name: str) -> Platform:
