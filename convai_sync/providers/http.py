@@ -6,16 +6,19 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import threading
 import time
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
+from urllib.parse import unquote
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import httpx
 
 from ..errors import ApiError, ConvaiSyncError
+from ..escape import inline_quoted
 from ..retry import AdaptiveLimit, RetryPolicy
 from ..secrets import remember, scrub
 from .transport import JsonTransport, ReplyTooLarge
@@ -35,15 +38,31 @@ class Api:
     hints: dict[int, str] = field(default_factory=dict)
 
 
+_USERINFO = re.compile(r"(?<=://)[^/?#@]*@")
+
+
 def checked_url(url: str, api: Api) -> str:
-    """The API base URL, or a clear error before any request is made."""
+    """The API base URL without credentials, or a clear error before any request.
+
+    `https://user:pass@host` would put the password in the state file (committed
+    by CI), the saved plan (an artifact) and every message naming the account;
+    the transport never sent it either. So it is remembered as a secret and
+    dropped: the account is the URL without it."""
+    userinfo = _USERINFO.search(url)
+    if userinfo:
+        for part in (userinfo.group(0)[:-1], *userinfo.group(0)[:-1].split(":", 1)):
+            remember(unquote(part))
+            remember(part)
+        url = _USERINFO.sub("", url, count=1)
+        log.warning("ignoring the user name and password in %s: the API key authenticates",
+                    api.env_url + " / --api-url")
     try:
         parsed = httpx.URL(url) if "://" in url else None
     except httpx.InvalidURL:
         parsed = None
     if parsed is None or parsed.scheme not in ("http", "https") or not parsed.host:
-        raise ConvaiSyncError(f"API URL {url!r} is not an http(s) URL; set {api.env_url} or "
-                              f"--api-url to e.g. {api.example_url}")
+        raise ConvaiSyncError(f"API URL {inline_quoted(url)} is not an http(s) URL; set "
+                              f"{api.env_url} or --api-url to e.g. {api.example_url}")
     return url.rstrip("/")
 
 
