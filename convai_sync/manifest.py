@@ -121,6 +121,9 @@ def parse_manifest(text: str, name: str = "<manifest>") -> LoadedManifest:
     except yamlpos.DuplicateKey as e:
         raise ManifestError([f"{name}:{e.line}: duplicate key '{e.key}' (first at line "
                              f"{e.first}); keep only one"]) from None
+    except yamlpos.TooDeep as e:
+        raise ManifestError([f"{name}:{e.line}: {e}; a manifest never needs that many, so this "
+                             "is not a manifest (or it was written to crash the parser)"]) from None
     except yamlpos.AliasBomb as e:
         raise ManifestError([f"{name}:{e.line}: {e}; a manifest never needs that many, so "
                              "write the values out instead of nesting aliases"]) from None

@@ -41,6 +41,20 @@ class AliasBomb(Exception):
         super().__init__(f"YAML aliases expand the document to more than {limit:,} values")
 
 
+MAX_DEPTH = 64          # levels of nesting; a manifest needs fewer than 10
+MAX_VALUES = 1_000_000  # values the document may expand to, whatever its size
+
+
+class TooDeep(Exception):
+    """Nested deeper than MAX_DEPTH: refused before the parser sees it (libyaml
+    recurses per level and crashes on some 10,000 of them; Python's recursion
+    limit fails at 1,000)."""
+
+    def __init__(self, line: int):
+        self.line = line
+        super().__init__(f"nesting deeper than {MAX_DEPTH} levels")
+
+
 class DuplicateKey(Exception):
     def __init__(self, key: str, line: int, first: int):
         self.key, self.line, self.first = key, line, first
@@ -55,7 +69,8 @@ _STR_TAG = "tag:yaml.org,2002:str"
 
 
 def load(text: str) -> Located:
-    """Parse one YAML document. Raises yaml.YAMLError or DuplicateKey."""
+    """Parse one YAML document. Raises yaml.YAMLError, DuplicateKey, TooDeep or AliasBomb."""
+    check_depth(text)
     if _FAST_LOADER is not None:
         try:
             with gc_paused():
@@ -85,7 +100,9 @@ class _Builder:
         # Every value costs at least a character of text unless an alias repeats it;
         # a budget well above any real manifest stops a "billion laughs" document
         # before it builds billions of values.
-        self.limit = self.left = 4 * text_size + 10_000
+        # Capped: comments cost text but build nothing, so without a cap a big file
+        # of comments buys an alias bomb a budget of millions.
+        self.limit = self.left = min(4 * text_size + 10_000, MAX_VALUES)
         # per mapping node: the keys written in it (not merged in by `<<`); kept
         # because flatten_mapping rewrites the node the first time it is built
         self.written: dict[int, set[int]] = {}
@@ -120,6 +137,51 @@ class _Builder:
             self.out.key_lines[path + (key,)] = key_line
             result[key] = self.build(value_node, path + (key,))
         return result
+
+
+def check_depth(text: str) -> None:
+    """Refuse nesting deeper than MAX_DEPTH, by a linear scan before parsing:
+    flow brackets outside quotes and comments, plus block indentation levels
+    (and `- ` items opened on one line)."""
+    flow = 0
+    indents: list[int] = []
+    for number, line in enumerate(text.splitlines(), 1):
+        stripped = line.lstrip(" ")
+        if not stripped or stripped.startswith("#"):
+            continue
+        if flow == 0:
+            indent = len(line) - len(stripped)
+            while indents and indents[-1] > indent:
+                indents.pop()
+            if not indents or indents[-1] < indent:
+                indents.append(indent)
+            dashes = len(stripped) - len(stripped.lstrip("- ")) if stripped.startswith("- ") else 0
+            if len(indents) + dashes // 2 > MAX_DEPTH:
+                raise TooDeep(number)
+        flow = _flow_depth(stripped, flow)
+        if flow + len(indents) > MAX_DEPTH:
+            raise TooDeep(number)
+
+
+def _flow_depth(line: str, depth: int) -> int:
+    """The flow-collection depth after `line`, starting at `depth`."""
+    quote, previous = "", " "
+    for i, ch in enumerate(line):
+        if quote:
+            if ch == quote and not (quote == '"' and line[i - 1] == "\\"):
+                quote = ""
+        elif ch in "'\"" and previous in " \t:[{,-?":
+            quote = ch
+        elif ch == "#" and previous in " \t":
+            break
+        elif ch in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                return depth
+        elif ch in "]}":
+            depth = max(0, depth - 1)
+        previous = ch
+    return depth
 
 
 def _construct(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
