@@ -78,11 +78,12 @@ def test_actionlint_finds_problems_in_a_broken_workflow(tmp_path: Path) -> None:
     assert "shellcheck reported issue" in found
 
 
-def test_every_action_is_pinned_to_a_version_and_permissions_are_minimal() -> None:
+def test_every_action_is_pinned_by_commit_and_permissions_are_minimal() -> None:
     for name in NAMES:
         text = (WORKFLOWS / name).read_text()
-        for ref in re.findall(r"uses:\s*(\S+)", text):
-            assert re.fullmatch(r"actions/[\w-]+@v\d+", ref), f"{name}: {ref} is not pinned to a version"
+        for line in re.findall(r"uses:.*", text):  # a tag can be moved; a commit cannot
+            assert re.fullmatch(r"uses: actions/[\w-]+@[0-9a-f]{40}  # v\d+\.\d+\.\d+", line), \
+                f"{name}: {line} is not pinned to a full commit hash with its version"
         perms = load(name)["permissions"]
         assert set(perms.values()) <= {"read", "write"}
     assert load("ci.yml")["permissions"] == {"contents": "read"}
@@ -105,10 +106,11 @@ def test_plan_workflow_posts_one_sticky_comment_and_a_full_summary() -> None:
     wf = load("plan.yml")
     assert MANIFEST in wf["on"]["pull_request"]["paths"] and wf["env"]["MANIFEST"] == MANIFEST
     text = (WORKFLOWS / "plan.yml").read_text()
-    assert text.count(PLAN_MARKER) == 2  # the script finds the comment the failure branch writes
+    assert text.count(PLAN_MARKER) == 1  # convai-sync writes the comment, also a failed plan's
+    assert "--format markdown --full-plan-url" in text and "plan.err" not in text
     assert "updateComment" in text and "createComment" in text
     assert '--max-chars 0 >> "$GITHUB_STEP_SUMMARY"' in text
-    assert "actions/github-script@v" in text
+    assert "actions/github-script@" in text
 
 
 def test_apply_workflow_runs_one_at_a_time_with_every_key_of_the_manifest() -> None:
@@ -132,12 +134,13 @@ def test_drift_workflow_opens_updates_and_closes_one_issue() -> None:
     assert "DRIFT_CODE === '2'" in text
 
 
-@pytest.mark.parametrize("name", ["plan.yml", "apply.yml", "drift.yml"])
-def test_jobs_skip_with_a_notice_without_the_account_key(name: str) -> None:
+@pytest.mark.parametrize("name,key", [("plan.yml", "CONVAI_PLAN_API_KEY"), ("apply.yml", "CONVAI_API_KEY"),
+                                      ("drift.yml", "CONVAI_PLAN_API_KEY")])
+def test_jobs_skip_with_a_notice_without_the_account_key(name: str, key: str) -> None:
     job = next(iter(load(name)["jobs"].values()))
     gate, *rest = job["steps"]
     assert gate["id"] == "gate" and "::notice::" in gate["run"]
-    assert gate["env"] == {"CONVAI_API_KEY": "${{ secrets.CONVAI_API_KEY }}"}
+    assert gate["env"] == {key: f"${{{{ secrets.{key} }}}}"}
     for step in rest:
         assert "steps.gate.outputs.enabled == 'true'" in step.get("if", "") or \
             step.get("if", "").startswith("steps.") and "outputs.code" in step["if"], step
@@ -149,3 +152,31 @@ def test_apply_fails_the_job_when_apply_fails_and_persists_key_versions() -> Non
     assert "set -o pipefail" in run and "| tee" in run
     record = next(s for s in steps if s.get("name") == "Record convai-sync state")
     assert 'state="${MANIFEST%.*}.state.json"' in record["run"] and "git push" in record["run"]
+
+
+# -- issue 11, finding 11: no key a pushed branch can take ------------------------------
+
+def test_only_the_apply_environment_holds_the_write_key_and_the_model_keys() -> None:
+    """plan.yml runs a pull request's own code, and any workflow of a pushed branch
+    can read repository secrets: the write key and the model keys live only in the
+    `convai-sync-apply` environment (limited to the default branch)."""
+    write_keys = {"CONVAI_API_KEY", *(m.api_key_var for m in load_manifest(EXAMPLE).manifest.models)}
+    for name in ("plan.yml", "drift.yml"):
+        used = set(re.findall(r"secrets\.(\w+)", (WORKFLOWS / name).read_text()))
+        assert used == {"CONVAI_PLAN_API_KEY"}, f"{name} uses {used}"
+    assert load("apply.yml")["jobs"]["apply"]["environment"] == "convai-sync-apply"
+    assert ".github/workflows/plan.yml" not in load("plan.yml")["on"]["pull_request"]["paths"]
+    assert write_keys <= set(re.findall(r"secrets\.(\w+)", (WORKFLOWS / "apply.yml").read_text()))
+
+
+def test_checkout_keeps_no_token_and_the_state_push_rebases_and_retries() -> None:
+    for name in NAMES:
+        for job in load(name)["jobs"].values():
+            for step in job["steps"]:
+                if step.get("uses", "").startswith("actions/checkout@"):
+                    assert step["with"]["persist-credentials"] is False, name
+    steps = load("apply.yml")["jobs"]["apply"]["steps"]
+    record = next(s for s in steps if s.get("name") == "Record convai-sync state")
+    assert record["env"] == {"GITHUB_TOKEN": "${{ github.token }}"}  # this step only
+    assert "git pull --rebase" in record["run"] and "for attempt in" in record["run"]
+    assert not any("github.token" in str(s.get("env", {})) for s in steps if s is not record)
