@@ -19,13 +19,13 @@ from convai_sync.lock import lock_paths
 def apply_process(url: str, state: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "convai_sync", "apply", "-f", str(EXAMPLE), "--api-url", url,
-         "--auto-approve", "--parallelism", "2", "--state-file", str(state)],
+         "--auto-approve", "--parallelism", "1", "--state-file", str(state)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=cli_env(NO_COLOR="1"))
 
 
 def test_a_second_apply_at_once_is_refused_naming_the_first(
         make_emulator: Callable[..., Emulator], tmp_path: Path) -> None:
-    emu = make_emulator(faults=Faults(latency_ms=40))
+    emu = make_emulator(faults=Faults(latency_ms=250))  # the first apply takes some 3 s
     first = apply_process(emu.url, tmp_path / "ci.state.json")
     deadline = time.monotonic() + 20
     while not emu.writes() and time.monotonic() < deadline:

@@ -31,12 +31,13 @@ def cli_process(*args: str, limit: float = 40) -> tuple[int, str, float]:
 
 @pytest.mark.parametrize("retry_after", ["100000", "nan", "-5"])
 def test_an_absurd_retry_after_cannot_outlast_the_deadline(
-        make_emulator: Callable[..., Emulator], retry_after: str) -> None:
+        make_emulator: Callable[..., Emulator], retry_after: str, tmp_path: Any) -> None:
     emu = make_emulator()
     emu.override("/character/update", {"status": "error", "message": "slow down"}, status=429,
                  headers={"Retry-After": retry_after})
     code, out, took = cli_process("apply", "-f", str(EXAMPLE), "--api-url", emu.url, "--auto-approve",
-                                  "--retry-max-time", "2", "--parallelism", "4")
+                                  "--retry-max-time", "2", "--parallelism", "4",
+                                  "--state-file", str(tmp_path / "s.json"))
     assert code == 1 and took < 25, out
     assert "POST /character/update" in out and "gave up" in out, out
     assert "internal error" not in out and "Traceback" not in out
