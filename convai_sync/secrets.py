@@ -18,7 +18,8 @@ SENSITIVE = "(sensitive)"
 ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 MIN_LENGTH = 4   # shorter values are too ambiguous to scrub and would mangle ordinary text
 MIN_CUT = 6      # the shortest piece of a cut form that is still scrubbed
-_ELLIPSIS = " .\u2026\r\n\t"  # what a truncation may append after the cut
+_ELLIPSIS = ("...", "\u2026")  # what a truncation may append after the cut
+PUBLIC_PREFIX = "emulator-"  # the emulators' keys and placeholders: public, never scrubbed
 
 _known: set[str] = set()   # every form of every remembered value
 _sorted: list[str] = []    # the same, longest first (so a form inside another goes second)
@@ -58,7 +59,7 @@ def forms(value: str) -> set[str]:
 
 def remember(value: str) -> None:
     """Register a value that must never be printed, in all its forms."""
-    if not value or len(value) < MIN_LENGTH:
+    if not value or len(value) < MIN_LENGTH or value.startswith(PUBLIC_PREFIX):
         return
     global _sorted
     with _lock:
@@ -86,7 +87,7 @@ def _scrub_cut(text: str, value: str) -> str:
     suffix of it starting the text: what survives when a text holding it was cut."""
     if len(value) <= MIN_CUT:
         return text
-    for body in (text, text.rstrip(_ELLIPSIS)):
+    for body in _cut_ends(text):
         cut = _cut_prefix_at(body, value)
         if cut is not None:
             text = text[:cut] + SENSITIVE + text[len(body):]
@@ -96,6 +97,16 @@ def _scrub_cut(text: str, value: str) -> str:
         if value.endswith(head[:size]):
             return SENSITIVE + text[size:]
     return text
+
+
+def _cut_ends(text: str) -> list[str]:
+    """`text`, and `text` without what a truncation or a print may add after a cut."""
+    ends = [text, text.rstrip()]
+    for mark in _ELLIPSIS:
+        for end in list(ends):
+            if end.endswith(mark):
+                ends += [end[:-len(mark)], end[:-len(mark)].rstrip()]
+    return list(dict.fromkeys(ends))
 
 
 def _cut_prefix_at(body: str, value: str) -> int | None:
