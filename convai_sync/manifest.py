@@ -74,7 +74,7 @@ HttpUrl = Annotated[str, Field(min_length=1, max_length=200, json_schema_extra={
 
 
 def secret_reference(account_var: str) -> Any:
-    """A `${VAR}` field type that refuses plaintext and the account's own key."""
+    """A `${VAR}` field type that refuses plaintext and any account key."""
     return Annotated[str, Field(json_schema_extra={"pattern": ENV_REF.pattern}),
                      AfterValidator(lambda value: env_reference(value, account_var))]
 
