@@ -29,7 +29,7 @@ def cli_process(*args: str, limit: float = 40) -> tuple[int, str, float]:
     return proc.returncode, out, time.monotonic() - started
 
 
-@pytest.mark.parametrize("retry_after", ["100000", "nan", "-5"])
+@pytest.mark.parametrize("retry_after", ["100000", "nan"])
 def test_an_absurd_retry_after_cannot_outlast_the_deadline(
         make_emulator: Callable[..., Emulator], retry_after: str, tmp_path: Any) -> None:
     emu = make_emulator()
@@ -41,6 +41,23 @@ def test_an_absurd_retry_after_cannot_outlast_the_deadline(
     assert code == 1 and took < 25, out
     assert "POST /character/update" in out and "gave up" in out, out
     assert "internal error" not in out and "Traceback" not in out
+
+
+@pytest.mark.parametrize("header,seconds", [("2.5", 2.5), ("nan", None), ("inf", None), ("-5", None),
+                                            ("soon", None), ("Wed, 21 Oct 2015 07:28:00 GMT", None)])
+def test_retry_after_is_read_in_seconds_and_absurd_values_are_ignored(header: str,
+                                                                     seconds: float | None) -> None:
+    import httpx
+    from convai_sync.providers.http import _retry_after
+    assert _retry_after(httpx.Response(429, headers={"Retry-After": header})) == seconds
+
+
+def test_retry_after_as_an_http_date_counts_from_now() -> None:
+    import httpx
+    from email.utils import formatdate
+    from convai_sync.providers.http import _retry_after
+    later = _retry_after(httpx.Response(429, headers={"Retry-After": formatdate(time.time() + 30, usegmt=True)}))
+    assert later is not None and 25 < later <= 30
 
 
 def test_a_dripping_reply_cannot_outlast_the_deadline(make_emulator: Callable[..., Emulator]) -> None:
