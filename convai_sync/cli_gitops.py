@@ -20,6 +20,7 @@ from .cli_markdown import markdown_options, markdown_settings
 from .drift import drift_json, drift_text, unchecked_fields
 from .engine import apply_refusal, make_plan, read_live, reporting, sync_state
 from .errors import ConvaiSyncError
+from .escape import inline
 from .export import CONSUMER_CHOICES
 from .manifest import load_manifest
 from .providers.registry import NAMES
@@ -50,7 +51,7 @@ def apply_saved_plan(plan_file: str, auto_approve: bool, report_file: str | None
             raise saved.stale_error(reasons)
         here = account_label(opts, client)
         if saved.account and saved.account != here:
-            click.echo(f"Warning: the plan was made against {saved.account}; applying it to {here}, "
+            click.echo(f"Warning: the plan was made against {inline(saved.account)}; applying it to {here}, "
                        "whose live state matches the plan.", err=True)
         builtins = loaded.desired.builtins if loaded else target_platform.builtins() | saved.builtin_models
         saved.plan.verify_order(live, builtins)
@@ -139,7 +140,7 @@ def export_command(output: str | None, force: bool, consumers: str, api_dialect:
     else:
         click.echo(exported.text, nl=False)
     for reason in exported.skipped:
-        click.echo(f"Warning: {reason}", err=True)
+        click.echo(f"Warning: {inline(reason)}", err=True)
     if exported.variables:
         click.echo("Set these environment variables (in CI: repository secrets) before apply:", err=True)
         for group, var in exported.variables.items():

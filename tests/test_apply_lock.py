@@ -71,3 +71,15 @@ def test_a_lock_held_on_another_host_needs_force_unlock(
     assert forced.code == 0, forced.output
     assert "--force-unlock" in forced.stderr and emu.writes()
     assert not lock_paths(emu.url, state)[0].exists()
+
+
+def test_apply_of_a_saved_plan_takes_the_same_lock(
+        make_emulator: Callable[..., Emulator], run: Callable[..., Result], tmp_path: Path) -> None:
+    emu = make_emulator()
+    plan = tmp_path / "plan.json"
+    assert run("plan", "-f", str(EXAMPLE), "--api-url", emu.url, "--out", str(plan)).code == 0
+    write_lock(lock_paths(emu.url, None)[0], "laptop-3", 77)
+    refused = run("apply", str(plan), "--api-url", emu.url, "--auto-approve",
+                  "--state-file", str(tmp_path / "s.json"))
+    assert refused.code == 1 and "pid 77 on host laptop-3" in refused.stderr
+    assert emu.writes() == []

@@ -103,3 +103,19 @@ def test_hostile_manifest_values_are_inert_in_errors_and_the_failed_plan_comment
     assert "The plan failed" in result.stdout and "\\x1b[2J" in result.stdout
     assert_markdown_safe(result.stdout)
     assert "[Open the workflow run](<https://ci.example/run/1>)" in result.stdout
+
+
+def test_a_tampered_saved_plan_cannot_forge_lines_when_shown(
+        run: Callable[..., Result], make_emulator: Callable[..., Emulator], tmp_path: Path) -> None:
+    emu = make_emulator()
+    plan = tmp_path / "plan.json"
+    assert run("plan", "-f", str(EXAMPLE), "--api-url", emu.url, "--out", str(plan)).code == 0
+    doc = json.loads(plan.read_text())
+    change = next(c for c in doc["changes"] if c["action"] == "update")
+    change["after"][HOSTILE] = HOSTILE
+    change["fields"].append(HOSTILE)
+    plan.write_text(json.dumps(doc))
+    for fmt in ("text", "markdown"):
+        shown = run("show", str(plan), "--format", fmt)
+        assert shown.code == 0 and "\\x1b[2J" in shown.stdout, shown.output
+        (assert_markdown_safe if fmt == "markdown" else assert_terminal_safe)(shown.stdout)

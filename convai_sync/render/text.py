@@ -74,8 +74,9 @@ def _change(change: Change, plan: Plan, paint: Any) -> list[str]:
     symbol, fg = _SYMBOL[change.action]
     lines = [f"  # {headline(change, plan.noun, plan.model_ref)}",
              paint(f"{symbol:>3} {label(change, plan.noun)} {{", fg)]
-    width = max((len(k) for k in _rows(change)), default=0)
-    for key, (mark, text) in _rows(change).items():
+    rows = {inline(k): row for k, row in _rows(change).items()}  # a saved plan's keys are a file's
+    width = max((len(k) for k in rows), default=0)
+    for key, (mark, text) in rows.items():
         lines.append(paint(f"      {mark} {key.ljust(width)} = {text}", _SYMBOL_COLORS.get(mark, fg)))
     lines.append("    }")
     return lines
