@@ -104,3 +104,13 @@ def test_a_truncated_error_body_is_scrubbed_before_the_cut(
     result = run("plan", "-f", str(EXAMPLE), "--api-url", emu.url)
     assert result.code == 1 and "HTTP 400" in result.stderr
     assert not {p for p in pieces(ACCOUNT_KEY) if p in result.output}, result.output
+
+
+def test_a_request_the_http_library_refuses_is_not_retried(make_emulator: Callable[..., Emulator]) -> None:
+    from convai_sync.errors import ApiError
+    emu = make_emulator()
+    session = HttpSession(CONVAI, emu.url, {"CONVAI-API-KEY": ACCOUNT_KEY, "X-Trace": "a\nb"}, ACCOUNT_KEY)
+    with pytest.raises(ApiError, match="refused before sending"):
+        session.call("POST", "/llm-models/list", {})
+    assert session.requests == 1 and emu.requests == []  # once, and never sent
+    session.close()
