@@ -52,7 +52,12 @@ def test_kill_9_at_random_points_of_a_replace_then_apply_puts_every_character_ba
         point = rng.randint(low, high)
         kill_after_writes(emu.url, state, emu, point)
         live = emu.characters()
-        stranded_kinds += any(live[cid]["model_group_name"] == "gpt-4o-mini" for cid in unmanaged)
+        parked = {cid for cid in unmanaged if live[cid]["model_group_name"] == "gpt-4o-mini"}
+        stranded_kinds += bool(parked)
+        recorded = set(json.loads(state.read_text())["accounts"][emu.url].get("parked_characters", {}))
+        assert parked <= recorded  # every parked character is on record, whenever the kill came
+        if trial == 2:  # moving back: each one moved is struck off as it lands (one may be in flight)
+            assert len(recorded) <= len(parked) + 1, (point, len(recorded), len(parked))
 
         again = run("apply", "-f", str(EXAMPLE), "--api-url", emu.url, "--auto-approve",
                     "--state-file", str(state))
