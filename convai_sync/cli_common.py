@@ -82,9 +82,10 @@ def _account_options(f: Callable[..., Any], parallelism: str, state: str) -> Cal
                      help=parallelism)(f)
     f = click.option("-v", "--verbose", count=True, help="More detail on stderr (-vv for HTTP).")(f)
     f = click.option("--retry-max-time", type=click.FloatRange(0, 3600), default=60.0, show_default=True,
-                     metavar="SECONDS", help="The most one request may take (at least 2 s): retries "
-                     f"(429, 5xx, timeouts; at most {RetryPolicy.max_attempts} attempts), Retry-After "
-                     "pauses and slow replies included. -v shows each retry.")(f)
+                     metavar="SECONDS", help="The most one request may take (at least 2 s), Retry-After "
+                     "pauses and slow replies included: retrying (429, 5xx, timeouts) stops after this "
+                     f"long, or after {RetryPolicy.max_attempts} attempts, whichever comes first. -v "
+                     "shows each retry.")(f)
     f = click.option("--state-file", type=click.Path(dir_okay=False), metavar="FILE", help=state)(f)
     return f
 

@@ -9,11 +9,11 @@ import math
 import re
 import threading
 import time
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
-from urllib.parse import unquote
-from dataclasses import dataclass, field
 from typing import Any, Callable
+from urllib.parse import unquote
 
 import httpx
 
