@@ -207,7 +207,7 @@ def run(host: EmulatorHost, pipelines: int, models: int, parallelism: int,
         options = Options(BRAKES, str(Path(tmp) / "langbot.state.json"), False, parallelism)
         host.ask("reset", (seed, latency_ms))
         with LangBotClient(host.url, KEY, parallelism=parallelism) as client:
-            state = sync_state(str(path), client, options)
+            state = sync_state(str(path), loaded.environment, client, options)
             t0 = time.perf_counter()
             live = read_live(loaded, client, state, options)
             plan = make_plan(loaded, client, options, state, live)

@@ -61,7 +61,7 @@ def plan(manifest_path: str, fmt: str, detailed_exitcode: bool, out_file: str | 
     loaded = load_manifest(manifest_path)
     resolved = manifest_secrets(loaded, opts["emulator"], strict=False)
     with open_account(target(opts, loaded.desired.variant), loaded.platform) as client:
-        state = sync_state(loaded.path, client, options(opts))
+        state = sync_state(loaded.path, loaded.environment, client, options(opts))
         live = read_live(loaded, client, state, options(opts))
         result = make_plan(loaded, client, options(opts), state, live)
         account = account_label(opts, client)
@@ -80,21 +80,22 @@ def plan(manifest_path: str, fmt: str, detailed_exitcode: bool, out_file: str | 
               help="The manifest (YAML); or pass a saved PLANFILE instead.")
 @account_options
 @brake_options
-@click.option("--auto-approve", is_flag=True, help="Apply without asking.")
+@click.option("--auto-approve", is_flag=True, help="Apply without asking (apply PLANFILE never asks).")
 @click.option("--report-file", type=click.Path(dir_okay=False, writable=True), metavar="FILE",
               help="Write the apply report (every change: done, failed, not attempted) as JSON.")
 def apply(manifest_path: str | None, auto_approve: bool, report_file: str | None,
           plan_file: str | None = None, **opts: Any) -> None:
     """Plan, confirm, then apply phase by phase. With PLANFILE (from plan --out):
-    apply exactly that plan, or refuse, writing nothing, if the account changed."""
+    apply exactly that plan without asking (it was reviewed), or refuse, writing
+    nothing, if the account or the manifest changed."""
     if (manifest_path is None) == (plan_file is None):
         raise click.UsageError("pass exactly one of -f MANIFEST and a saved PLANFILE")
     if plan_file is not None:
-        return apply_saved_plan(plan_file, auto_approve, report_file, opts)
+        return apply_saved_plan(plan_file, report_file, opts)
     loaded = load_manifest(manifest_path)
     resolved = manifest_secrets(loaded, opts["emulator"], strict=True)
     with open_account(target(opts, loaded.desired.variant), loaded.platform) as client:
-        state = sync_state(loaded.path, client, options(opts))
+        state = sync_state(loaded.path, loaded.environment, client, options(opts))
         result = make_plan(loaded, client, options(opts), state)
         if run_apply(result, client, resolved.keys, state, opts, auto_approve, report_file):
             verify_converged(loaded, client, opts, state)

@@ -31,10 +31,10 @@ from .schema import schema_text
 
 # -- apply PLANFILE -------------------------------------------------------------
 
-def apply_saved_plan(plan_file: str, auto_approve: bool, report_file: str | None,
-                     opts: dict[str, Any]) -> None:
+def apply_saved_plan(plan_file: str, report_file: str | None, opts: dict[str, Any]) -> None:
     """Apply exactly the saved changes, or refuse (writing nothing) when anything
-    the plan was made from has changed."""
+    the plan was made from has changed. No prompt, as in Terraform: the saved plan
+    is what was reviewed and approved."""
     saved = load_saved_plan(plan_file)
     loaded, reasons = saved.check_manifest()
     if reasons:
@@ -42,7 +42,7 @@ def apply_saved_plan(plan_file: str, auto_approve: bool, report_file: str | None
     keys = saved.keys(os.environ, EMULATOR_SECRET if opts["emulator"] else None)
     target_platform = platform_named(saved.plan.platform)
     with open_account(target(opts, saved.plan.dialect), target_platform) as client:
-        state = sync_state(saved.manifest_path, client, options(opts))
+        state = sync_state(saved.manifest_path, saved.environment, client, options(opts))
         live = read_live_for(saved, client, state, loaded)
         reasons = saved.live_reasons(live)
         if reasons:
@@ -53,7 +53,7 @@ def apply_saved_plan(plan_file: str, auto_approve: bool, report_file: str | None
                        "whose live state matches the plan.", err=True)
         builtins = loaded.desired.builtins if loaded else target_platform.builtins() | saved.builtin_models
         saved.plan.verify_order(live, builtins)
-        if not run_apply(saved.plan, client, keys, state, opts, auto_approve, report_file):
+        if not run_apply(saved.plan, client, keys, state, opts, True, report_file):
             return
         if loaded is not None:
             verify_converged(loaded, client, opts, state)
@@ -87,7 +87,7 @@ def drift_command(manifest_path: str, fmt: str, **opts: Any) -> None:
     markdown = markdown_settings(opts)
     loaded = load_manifest(manifest_path)
     with open_account(target(opts, loaded.desired.variant), loaded.platform) as client:
-        state = sync_state(loaded.path, client, options(opts))
+        state = sync_state(loaded.path, loaded.environment, client, options(opts))
         live = read_live(loaded, client, state, options(opts))
         result = make_plan(loaded, client, reporting(options(opts)), state, live)
         caps = client.capabilities()

@@ -14,7 +14,7 @@ from .model import LiveState
 from .plan import Plan
 from .planner import Brakes, build_plan
 from .providers.base import Client
-from .state import SyncState, default_path, record_applied
+from .state import SyncState, account_key, default_path, record_applied
 
 log = logging.getLogger("convai_sync")
 
@@ -29,15 +29,17 @@ class Options:
     parallelism: int = 10
 
 
-def sync_state(manifest_path: str | None, client: Client, options: Options) -> SyncState:
-    """What earlier applies recorded for this account (in memory only on the emulator)."""
+def sync_state(manifest_path: str | None, environment: str, client: Client,
+               options: Options) -> SyncState:
+    """What earlier applies recorded for this account and environment (in memory
+    only on the emulator)."""
     if options.emulator:
         path = None
     elif options.state_file:
         path = Path(options.state_file)
     else:
         path = default_path(manifest_path) if manifest_path else None
-    return SyncState.load(path, client.base_url)
+    return SyncState.load(path, account_key(environment, client.base_url), legacy=client.base_url)
 
 
 def read_live(loaded: LoadedManifest, client: Client, state: SyncState,
@@ -56,7 +58,7 @@ def read_live(loaded: LoadedManifest, client: Client, state: SyncState,
 def make_plan(loaded: LoadedManifest, client: Client, options: Options,
               state: SyncState | None = None, live: LiveState | None = None) -> Plan:
     """The plan from `live` (read now when not given)."""
-    state = state or sync_state(loaded.path, client, options)
+    state = state or sync_state(loaded.path, loaded.environment, client, options)
     live = live or read_live(loaded, client, state, options)
     return build_plan(loaded, live, options.brakes, state.versions, state.parked)
 

@@ -4,6 +4,7 @@ needs to refuse a plan whose world has changed.
 The file is the `--format json` document with one more key, `saved_plan`:
 
     account          where the plan was read (a URL, or "emulator"); informational
+    environment      the manifest's environment (its state records are keyed by it)
     api_dialect      the manifest's setting, so apply probes the same way
     builtin_models   the manifest's extra built-in codes (for the order check)
     manifest         {path, sha256}: the manifest's meaning when planned
@@ -45,6 +46,7 @@ def saved_document(plan: Plan, loaded: LoadedManifest, live: LiveState, account:
     doc = plan.to_json()
     doc[SAVED_KEY] = {
         "account": account,
+        "environment": loaded.environment,
         "api_dialect": desired.variant,
         "builtin_models": sorted(desired.builtins - loaded.platform.builtins()),
         "manifest": {"path": loaded.path, "sha256": manifest_fingerprint(loaded)},
@@ -73,6 +75,7 @@ class SavedPlan:
     manifest_sha256: str | None
     live: dict[str, dict[str, str]]
     api_key_env: dict[str, str | list[str]] = field(default_factory=dict)
+    environment: str = ""
 
     def check_manifest(self) -> tuple[LoadedManifest | None, list[str]]:
         """(the manifest if it is where the plan was made from and unchanged,
@@ -150,7 +153,9 @@ def load_saved_plan(path: str) -> SavedPlan:
             manifest_path=manifest.get("path"), manifest_sha256=manifest.get("sha256"),
             live={k: dict(saved["live"][k]) for k in ("models", "characters")},
             api_key_env={str(k): v if isinstance(v, list) else str(v)
-                         for k, v in saved.get("api_key_env", {}).items()})
+                         for k, v in saved.get("api_key_env", {}).items()},
+            # plans saved before environments: the default, the manifest's file stem
+            environment=str(saved.get("environment") or Path(manifest.get("path") or path).stem))
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise ConvaiSyncError(f"{path}: malformed saved plan ({type(e).__name__}: {e}); "
                               "write it again with plan --out") from None

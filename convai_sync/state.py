@@ -7,8 +7,11 @@
   halfway leaves them there, and nothing live says they were parked).
 
 The file holds model names, character IDs and integers only: no secret,
-nothing derived from one. It is kept per account (API base URL) and written
-only when there is something to keep. A missing version record means "adopt":
+nothing derived from one. It is kept per account and environment
+(`production@https://api.convai.com`: two accounts behind one API URL are two
+environments, never one record) and written only when there is something to
+keep. A record written before environments (under the URL alone) is read once
+and moved under the environment's key on the next save. A missing version record means "adopt":
 the manifest's version is assumed live and recorded on the next apply.
 """
 from __future__ import annotations
@@ -24,6 +27,11 @@ from .executor import DONE, ApplyReport, Outcome
 from .plan import Action, Phase, Plan
 
 FORMAT_VERSION = 1
+
+
+def account_key(environment: str, base_url: str) -> str:
+    """The key of one account's records: environment and API URL together."""
+    return f"{environment}@{base_url}"
 
 
 def default_path(manifest_path: str) -> Path:
@@ -43,23 +51,28 @@ class SyncState:
     parked: dict[str, str] = field(default_factory=dict)
     memo: dict[str, Any] = field(default_factory=dict)  # the platform adapter's own records
     _doc: dict[str, Any] = field(default_factory=dict, repr=False)
+    _legacy: str | None = field(default=None, repr=False)  # a pre-environment key read instead
 
     @classmethod
-    def load(cls, path: Path | None, account: str) -> "SyncState":
+    def load(cls, path: Path | None, account: str, legacy: str | None = None) -> "SyncState":
+        """The records of `account`, or (when it has none) those a release before
+        environments kept under `legacy` (the API URL alone)."""
         if path is None or not path.exists():
             return cls(path, account)
         try:
             doc = json.loads(path.read_text("utf-8"))
             if doc.get("format_version") != FORMAT_VERSION:
                 raise ValueError(f"unknown format_version {doc.get('format_version')!r}")
-            entry = doc.get("accounts", {}).get(account, {})
+            accounts = doc.get("accounts", {})
+            used = legacy if account not in accounts and legacy in accounts else None
+            entry = accounts.get(used or account, {})
             versions = {str(k): int(v) for k, v in entry.get("api_key_versions", {}).items()}
             parked = {str(k): str(v) for k, v in entry.get("parked_characters", {}).items()}
             memo = dict(entry.get("platform", {}))
         except (ValueError, AttributeError, TypeError) as e:
             raise ConvaiSyncError(f"{path}: not a convai-sync state file ({e}); fix or delete it "
                                   "(deleting it only means key versions are adopted again)") from None
-        return cls(path, account, versions, parked, memo, doc)
+        return cls(path, account, versions, parked, memo, doc, used)
 
     def worth_saving(self, plan: Any) -> bool:
         return bool(plan.meta.get("api_key_versions") or self.parked or self.memo
@@ -75,7 +88,10 @@ class SyncState:
             entry["parked_characters"] = dict(sorted(self.parked.items()))
         if self.memo:
             entry["platform"] = self.memo
-        doc.setdefault("accounts", {})[self.account] = entry
+        accounts = doc.setdefault("accounts", {})
+        accounts[self.account] = entry
+        if self._legacy:
+            accounts.pop(self._legacy, None)  # moved under the environment's key
         tmp = self.path.with_name(self.path.name + ".tmp")
         try:
             tmp.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", "utf-8")
