@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import signal
 import sys
@@ -20,11 +21,12 @@ from .cli_gitops import COMMANDS, apply_saved_plan
 from .cli_markdown import markdown_options, markdown_settings
 from .emulator.cli import emulator_command
 from .engine import make_plan, read_live, sync_state
-from .errors import ConvaiSyncError
+from .errors import ConvaiSyncError, ManifestError
 from .manifest import load_manifest
 from .render.values import count
 from .saved_plan import saved_document
 from .secrets import scrub
+from .validation import validation_report
 
 log = logging.getLogger("convai_sync")
 
@@ -36,13 +38,29 @@ def cli() -> None:
 
 
 @cli.command()
-@manifest_option
-def validate(manifest_path: str) -> None:
-    """Check a manifest offline: syntax, types, references. Exit 0 if valid."""
-    desired = load_manifest(manifest_path).desired
-    noun = platform_named(desired.platform).consumer_noun
-    click.echo(f"{manifest_path}: valid ({count(len(desired.models), 'model')}, "
-               f"{count(len(desired.consumers), noun)})")
+@click.option("-f", "--file", "manifest_paths", required=True, multiple=True, metavar="MANIFEST",
+              type=click.Path(dir_okay=True), help="The manifest (YAML); repeat for several.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="json: the verdict and every problem (file, line, message) on stdout; an "
+                   "array of them for several manifests.")
+def validate(manifest_paths: tuple[str, ...], fmt: str) -> None:
+    """Check manifests offline: syntax, types, references, includes. Exit 0 if all are valid."""
+    if fmt == "json":
+        reports = [validation_report(p) for p in manifest_paths]
+        click.echo(json.dumps(reports[0] if len(reports) == 1 else reports, indent=2))
+        sys.exit(EXIT_OK if all(r["valid"] for r in reports) else EXIT_ERROR)
+    problems = []
+    for path in manifest_paths:
+        try:
+            desired = load_manifest(path).desired
+        except ManifestError as e:
+            problems += e.problems
+            continue
+        noun = platform_named(desired.platform).consumer_noun
+        click.echo(f"{path}: valid ({count(len(desired.models), 'model')}, "
+                   f"{count(len(desired.consumers), noun)})")
+    if problems:
+        raise ManifestError(problems)
 
 
 @cli.command()

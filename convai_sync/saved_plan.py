@@ -11,6 +11,9 @@ The file is the `--format json` document with one more key, `saved_plan`:
     live             {models: {id: hash}, characters: {id: hash}} (fingerprint.py)
     api_key_env      {model: VAR} for each change that sends a key (a list of VARs where a
                      model has several keys)
+    review_fingerprint  one hash of what a reviewer approves (review_fingerprint()): the
+                     GitHub Action puts it in the PR comment and applies on merge only a
+                     plan with the same fingerprint
 
 It never holds a secret value: keys are resolved from the environment at apply.
 """
@@ -22,7 +25,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .errors import ApiError, ConvaiSyncError, ManifestError
-from .fingerprint import live_differences, live_fingerprint, manifest_fingerprint
+from .fingerprint import digest, live_differences, live_fingerprint, manifest_fingerprint
 from .manifest import LoadedManifest, load_manifest, resolve_keys
 from .model import LiveState
 from .plan import FORMAT_VERSION, Action, Plan
@@ -53,7 +56,19 @@ def saved_document(plan: Plan, loaded: LoadedManifest, live: LiveState, account:
         "live": live_fingerprint(live, _caps(plan)),
         "api_key_env": {c.id: variables[c.id] for c in plan.changes if c.sends_key},
     }
+    doc[SAVED_KEY]["review_fingerprint"] = review_fingerprint(doc)
     return doc
+
+
+def review_fingerprint(doc: dict[str, Any]) -> str:
+    """What a reviewer approves: the changes, in order, of this environment, the
+    manifest's meaning and every live object they were planned from. Not the
+    account URL, the manifest's path or the time: the same plan made again by
+    another job hashes the same."""
+    saved = doc[SAVED_KEY]
+    return digest({"platform": doc.get("platform"), "dialect": doc.get("dialect"),
+                   "changes": doc.get("changes"), "environment": saved.get("environment"),
+                   "manifest": (saved.get("manifest") or {}).get("sha256"), "live": saved.get("live")})
 
 
 def _one_or_list(variables: tuple[str, ...]) -> str | list[str]:
