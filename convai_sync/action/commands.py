@@ -3,14 +3,16 @@
 summary, outputs). Exit 1 fails the step; changes (exit 2) do not."""
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from ..cli import main as cli_main
 from ..saved_plan import review_fingerprint
 from ..state import default_path
 from . import comments
@@ -49,27 +51,31 @@ def main() -> None:
     sys.exit(1 if code == 1 else 0)
 
 
-def cli(job: Job, *args: str) -> Ran:
-    """convai-sync with the caller's environment plus the secrets the manifest names."""
-    done = subprocess.run([sys.executable, "-m", "convai_sync", *args], capture_output=True,
-                          text=True, env=_environment(job))
-    sys.stderr.write(done.stderr)  # logs and progress belong in the job log
-    return Ran(done.returncode, done.stdout, done.stderr)
+def cli(*args: str) -> Ran:
+    """convai-sync, in this process (the action's process is its own: one
+    interpreter start per step, not per command), exactly as the console script."""
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            cli_main(list(args))
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    sys.stderr.write(err.getvalue())  # logs and progress belong in the job log
+    return Ran(code, out.getvalue(), err.getvalue())
 
 
-def _environment(job: Job) -> dict[str, str]:
-    """os.environ, plus from `secrets` only what convai-sync reads (the account's
-    variables and the manifest's ${VAR}s): nothing else reaches the CLI."""
-    env = dict(os.environ)
-    for name in job.wanted_env:
-        if not env.get(name) and job.secrets.get(name):
-            env[name] = job.secrets[name]
-    return env
+def _export(job: Job, names: set[str]) -> None:
+    """From `secrets`, only what convai-sync reads (the account's variables and the
+    manifest's ${VAR}s) goes into the environment; what the caller set wins."""
+    for name in names:
+        if not os.environ.get(name) and job.secrets.get(name):
+            os.environ[name] = job.secrets[name]
 
 
 def check(job: Job) -> Checked:
     """Validate the manifest (annotating each problem at its FILE:LINE)."""
-    ran = cli(job, "validate", "-f", job.manifest, "--format", "json")
+    ran = cli("validate", "-f", job.manifest, "--format", "json")
     try:
         report = json.loads(ran.stdout)
     except ValueError:
@@ -82,8 +88,8 @@ def check(job: Job) -> Checked:
     if not report["valid"]:
         return Checked(report, environment, None, False)
     key_var = report["account_env"]["key"]
-    job.wanted_env = {key_var, report["account_env"]["url"], *report["secret_env"]}
-    return Checked(report, environment, key_var, bool(os.environ.get(key_var) or job.secrets.get(key_var)))
+    _export(job, {key_var, report["account_env"]["url"], *report["secret_env"]})
+    return Checked(report, environment, key_var, bool(os.environ.get(key_var)))
 
 
 def post(job: Job, kind: str, environment: str, body: str, number: int | None = None) -> None:
@@ -132,7 +138,7 @@ def run_plan(job: Job) -> int:
         return 0
     job.set_output("mode", "plan")
     plan_file = job.plan_file or f"convai-sync-plan-{env_name}.json"
-    ran = cli(job, "plan", "-f", job.manifest, "--out", plan_file, "--detailed-exitcode")
+    ran = cli("plan", "-f", job.manifest, "--out", plan_file, "--detailed-exitcode")
     if ran.code not in (0, 2):
         body = comments.failure_comment("plan", env_name, job.manifest, "The plan failed", ran.code,
                                         ran.stderr, job.run_url)
@@ -163,7 +169,7 @@ def _fingerprint(plan_file: str) -> str:
 
 def _markdown(job: Job, plan_file: str, full: bool = False) -> str:
     cut = ["--max-chars", "0"] if full else ["--full-plan-url", job.run_url]
-    return cli(job, "show", plan_file, "--format", "markdown", *cut).stdout
+    return cli("show", plan_file, "--format", "markdown", *cut).stdout
 
 
 # -- apply ------------------------------------------------------------------------
@@ -181,7 +187,7 @@ def run_apply(job: Job) -> int:
         job.set_output("mode", "skipped")
         return 0
     plan_file = job.plan_file or f"convai-sync-apply-{env_name}.json"
-    ran = cli(job, "plan", "-f", job.manifest, "--out", plan_file, "--detailed-exitcode")
+    ran = cli("plan", "-f", job.manifest, "--out", plan_file, "--detailed-exitcode")
     if ran.code not in (0, 2):
         job.summary(comments.failure_comment("apply", env_name, job.manifest, "The plan before apply failed",
                                              ran.code, ran.stderr, job.run_url))
@@ -201,7 +207,7 @@ def run_apply(job: Job) -> int:
         return 1
     if reason:
         annotate("warning", f"{reason}; applying anyway (on-unreviewed: apply)")
-    applied = cli(job, "apply", plan_file, "--report-file", f"convai-sync-report-{env_name}.json")
+    applied = cli("apply", plan_file, "--report-file", f"convai-sync-report-{env_name}.json")
     sys.stdout.write(applied.stdout)
     job.summary(comments.apply_summary(env_name, applied.stdout + applied.stderr))
     return _keep_state(job, env_name) or applied.code
@@ -253,7 +259,7 @@ def run_drift(job: Job) -> int:
         annotate("notice", f"{checked.key_var} is not set: skipping drift detection of {job.manifest}.")
         job.set_output("mode", "skipped")
         return 0
-    ran = cli(job, "drift", "-f", job.manifest, "--format", "markdown", "--full-plan-url", job.run_url)
+    ran = cli("drift", "-f", job.manifest, "--format", "markdown", "--full-plan-url", job.run_url)
     job.set_output("has-changes", "true" if ran.code == 2 else "false")
     if ran.code not in (0, 2):
         job.summary(comments.failure_comment("drift", env_name, job.manifest, "Drift detection failed",

@@ -40,7 +40,6 @@ class Job:
     output_file: str | None
     summary_file: str | None
     outputs: dict[str, str] = field(default_factory=dict)
-    wanted_env: set[str] = field(default_factory=set)  # what the CLI may take from `secrets`
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Job":

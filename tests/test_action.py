@@ -1,0 +1,173 @@
+"""The GitHub Action end to end: a new repository holding only the manifests
+and the copied workflows (with `uses:` pointed at the action, as the README
+says) plans every environment on a pull request, applies them in order on
+merge (only the reviewed plan), and opens and closes drift issues, against
+two emulated accounts and a stub of the GitHub API. The workflows' jobs run
+through tests/workflow_runner.py, which executes the action's own steps."""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Callable, Iterator
+
+import httpx
+import pytest
+
+from conftest import ACCOUNT_KEY, CANARIES, ROOT, Result, assert_no_secret
+from convai_sync.emulator import Emulator
+from convai_sync.render.markdown import PLAN_MARKER
+from github_stub import GitHubStub
+from workflow_runner import Environment, JobRun, WorkflowRunner
+
+ACTION_REF = "acme/convai-sync@v1"
+COPIED = ["plan.yml", "apply.yml", "drift.yml"]
+PR = 7
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def readme_commands() -> list[str]:
+    """The shell commands of the README's GitHub section, in order."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Using it in GitHub"):]
+    section = section[:section.index("\n## ", 1)]
+    return [line for block in re.findall(r"```sh\n(.+?)```", section, re.S) for line in block.splitlines()]
+
+
+@pytest.fixture
+def github() -> Iterator[GitHubStub]:
+    stub = GitHubStub()
+    yield stub
+    stub.stop()
+
+
+def new_repository(tmp: Path) -> tuple[Path, Path, str]:
+    """A repository with only the example manifests and the workflows, copied and
+    pointed at the action with the README's own commands: (origin, the first
+    clone, main's sha)."""
+    origin, work = tmp / "origin.git", tmp / "new-repo"
+    git(tmp, "init", "-q", "--bare", "-b", "main", str(origin))
+    git(tmp, "clone", "-q", str(origin), str(work))
+    shutil.copytree(ROOT / "manifests", work / "manifests")
+    script = "\n".join(line.replace("/tmp/convai-sync", str(ROOT)).replace("OWNER", "acme").replace("REF", "v1")
+                       for line in readme_commands() if not line.startswith("git clone"))
+    subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=work, check=True)
+    assert sorted(p.name for p in (work / ".github" / "workflows").iterdir()) == sorted(COPIED)
+    git(work, "add", "-A")
+    git(work, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "convai-sync")
+    git(work, "push", "-q", "origin", "HEAD:main")
+    return origin, work, git(work, "rev-parse", "HEAD")
+
+
+def accounts(staging: Emulator, production: Emulator) -> dict[str, Environment]:
+    """The GitHub environments the README tells a user to create."""
+    out = {}
+    for name, emu in (("staging", staging), ("production", production)):
+        url = {"CONVAI_API_URL": emu.url}
+        out[f"{name}-plan"] = Environment({"CONVAI_API_KEY": ACCOUNT_KEY}, url)
+        out[name] = Environment({"CONVAI_API_KEY": ACCOUNT_KEY, **CANARIES}, url)
+    return out
+
+
+def by_env(runs: list[JobRun]) -> dict[str, JobRun]:
+    return {r.environment: r for r in runs}
+
+
+def register_by_hand(emu: Emulator) -> None:
+    """Someone adds a model to the account outside git."""
+    r = httpx.post(emu.url + "/llm-models/register", headers={"CONVAI-API-KEY": ACCOUNT_KEY},
+                   json={"model_group_name": "by-hand", "model_name": "m", "api_key": "k-1", "is_uncensored": False})
+    assert r.status_code == 200, r.text
+
+
+def converged(run: Callable[..., Result], manifest: Path, emu: Emulator) -> bool:
+    return run("plan", "-f", str(manifest), "--api-url", emu.url, "--detailed-exitcode").code == 0
+
+
+def test_a_new_repository_plans_on_a_pull_request_applies_on_merge_and_detects_drift(
+        make_emulator: Callable[..., Emulator], run: Callable[..., Result], github: GitHubStub,
+        tmp_path: Path) -> None:
+    staging, production = make_emulator(), make_emulator()
+    origin, work, sha = new_repository(tmp_path)
+    runner = WorkflowRunner(origin, tmp_path, github, accounts(staging, production), ACTION_REF)
+    workflows = work / ".github" / "workflows"
+    manifests = work / "manifests"
+    texts: list[str] = []
+
+    # -- a pull request: every environment planned, one sticky comment each --------
+    planned = by_env(runner.run(workflows / "plan.yml", "pull_request", {"pull_request": {"number": PR}}, sha))
+    assert set(planned) == {"staging-plan", "production-plan"}
+    for env, job in planned.items():
+        name = env.removesuffix("-plan")
+        assert job.ok, job.log
+        assert job.outputs["exit-code"] == "2" and job.outputs["has-changes"] == "true"
+        assert job.outputs["mode"] == "plan" and job.outputs["environment"] == name
+        plan_file = job.workdir / job.outputs["plan-file"]
+        assert json.loads(plan_file.read_text())["saved_plan"]["environment"] == name
+        assert job.outputs["plan-file"] in job.artifacts
+        assert job.outputs["fingerprint"] in job.summary and PLAN_MARKER in job.summary
+        assert job.pip_installs == [f"install --quiet --disable-pip-version-check {ROOT}"]
+        texts += [job.log, job.summary]
+    comments = github.comments_on(PR)
+    assert len(comments) == 2
+    assert {re.search(r"Environment `(\w+)`", c["body"])[1] for c in comments} == {"staging", "production"}
+    assert staging.writes() == [] and production.writes() == []
+
+    # pushed again: the same two comments, updated in place
+    runner.run(workflows / "plan.yml", "pull_request", {"pull_request": {"number": PR}}, sha)
+    assert [c["id"] for c in github.comments_on(PR)] == [c["id"] for c in comments]
+    assert ("PATCH", f"/repos/{github.repo}/issues/comments/{comments[0]['id']}") in github.requests
+
+    # -- merged; production changed by hand after the review ------------------------
+    github.commit_pulls[sha] = PR
+    register_by_hand(production)
+    production.clear_log()
+    applied = by_env(runner.run(workflows / "apply.yml", "push",
+                                {"repository": {"default_branch": "main"}}, sha))
+    assert applied["staging"].ok, applied["staging"].log
+    assert converged(run, manifests / "staging.yaml", staging)
+    assert not applied["production"].ok and production.writes() == []  # stopped, nothing written
+    unreviewed = [c["body"] for c in github.comments_on(PR) if "did not apply `production`" in c["body"]]
+    assert len(unreviewed) == 1 and "changed since pull request #7 was reviewed" in unreviewed[0]
+    assert "by-hand" in unreviewed[0]  # the new plan (it deregisters the hand-made model) is shown
+    assert git(tmp_path, "--git-dir", str(origin), "show", "main:manifests/staging.state.json")
+    texts += [applied["staging"].log, applied["production"].log, *unreviewed]
+
+    # -- applied by hand (workflow_dispatch): staging has nothing left, production applies
+    # from a checkout behind main (staging's state commit): the push rebases
+    dispatched = by_env(runner.run(workflows / "apply.yml", "workflow_dispatch",
+                                   {"repository": {"default_branch": "main"}}, sha))
+    assert all(job.ok for job in dispatched.values()), [j.log for j in dispatched.values()]
+    assert dispatched["staging"].outputs["has-changes"] == "false"
+    assert converged(run, manifests / "production.yaml", production)
+    assert "by-hand" not in production.models()
+    log = git(tmp_path, "--git-dir", str(origin), "log", "--format=%s", "main")
+    assert log.splitlines()[:2] == ["convai-sync: record the state of production [skip ci]",
+                                    "convai-sync: record the state of staging [skip ci]"]
+    state = json.loads(git(tmp_path, "--git-dir", str(origin), "show", "main:manifests/production.state.json"))
+    assert list(state["accounts"]) == [f"production@{production.url}"]
+    texts += [j.log + j.summary for j in dispatched.values()]
+
+    # -- drift on schedule: in sync, then drifted (one issue, updated), then closed ----
+    schedule = workflows / "drift.yml"
+    quiet = by_env(runner.run(schedule, "schedule", {}, sha))
+    assert all(j.ok and j.outputs["exit-code"] == "0" for j in quiet.values()) and github.issues == {}
+    register_by_hand(staging)
+    for _ in range(2):
+        drifted = by_env(runner.run(schedule, "schedule", {}, sha))
+        assert drifted["staging-plan"].ok and drifted["staging-plan"].outputs["exit-code"] == "2"
+        assert drifted["production-plan"].outputs["exit-code"] == "0"
+    issues = list(github.issues.values())
+    assert len(issues) == 1 and issues[0]["labels"] == ["convai-sync-drift"]
+    assert "by-hand" in issues[0]["body"] and "staging" in issues[0]["title"]
+    assert run("apply", "-f", str(manifests / "staging.yaml"), "--api-url", staging.url,
+               "--auto-approve", "--state-file", str(tmp_path / "s.json")).code == 0
+    runner.run(schedule, "schedule", {}, sha)
+    assert issues[0]["state"] == "closed"
+    texts += [issues[0]["body"], *(c["body"] for c in github.comments.values())]
+    assert_no_secret(*texts)
