@@ -51,11 +51,13 @@ def expand(root: Located, target: "Platform", read: Callable[[str], Located],
            includes: Includes) -> Located:
     """`root` with every include merged under it (the same object when it has none)."""
     return _expand(root, _identities(target), target.name, read, includes,
-                   (os.path.realpath(root.name),))
+                   ((os.path.realpath(root.name), root.name),))
 
 
 def _expand(doc: Located, identities: dict[str, str], platform: str,
-            read: Callable[[str], Located], includes: Includes, stack: tuple[str, ...]) -> Located:
+            read: Callable[[str], Located], includes: Includes,
+            stack: tuple[tuple[str, str], ...]) -> Located:
+    """`stack`: (real path, name as written) of each file on the way here."""
     if not isinstance(doc.data, dict) or INCLUDE_KEY not in doc.data:
         return doc
     refs = doc.data.pop(INCLUDE_KEY)
@@ -67,13 +69,14 @@ def _expand(doc: Located, identities: dict[str, str], platform: str,
         name = os.path.normpath(os.path.join(os.path.dirname(doc.name), ref))
         at = doc.where((INCLUDE_KEY, i))
         real = os.path.realpath(name)
-        if real in stack:
-            cycle = " -> ".join([*(os.path.relpath(p) for p in stack[stack.index(real):]), name])
+        reals = [r for r, _ in stack]
+        if real in reals:
+            cycle = " -> ".join([*(n for _, n in stack[reals.index(real):]), name])
             raise ManifestError([f"{at}: include cycle: {cycle}; remove one of these includes"])
         includes.parents.setdefault(name, at)
         child = read(name)
         _check_platform(child, platform)
-        child = _expand(child, identities, platform, read, includes, (*stack, real))
+        child = _expand(child, identities, platform, read, includes, (*stack, (real, name)))
         merged = _overlay(merged, child, identities)
     return _overlay(merged, doc, identities)
 
