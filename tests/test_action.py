@@ -171,3 +171,119 @@ def test_a_new_repository_plans_on_a_pull_request_applies_on_merge_and_detects_d
     assert issues[0]["state"] == "closed"
     texts += [issues[0]["body"], *(c["body"] for c in github.comments.values())]
     assert_no_secret(*texts)
+
+
+# -- single steps: forks, bad manifests, unreviewed merges, failures --------------
+
+def one_step(tmp: Path, command: str, env: dict[str, str], **inputs: str) -> Path:
+    """A workflow with one job: checkout, then the action with these inputs and env."""
+    path = tmp / f"wf-{len(list(tmp.glob('wf-*')))}.yml"
+    step = {"uses": ACTION_REF, "with": {"command": command, "manifest": "manifests/staging.yaml", **inputs},
+            "env": env}
+    path.write_text(json.dumps({"jobs": {"job": {"steps": [{"uses": "actions/checkout@v"}, step]}}}))
+    return path
+
+
+def commit(work: Path, message: str) -> str:
+    git(work, "add", "-A")
+    git(work, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", message)
+    git(work, "push", "-q", "origin", "HEAD:main")
+    return git(work, "rev-parse", "HEAD")
+
+
+@pytest.fixture
+def setup(make_emulator: Callable[..., Emulator], github: GitHubStub, tmp_path: Path):
+    emu = make_emulator()
+    origin, work, sha = new_repository(tmp_path)
+    runner = WorkflowRunner(origin, tmp_path, github, {}, ACTION_REF)
+    account = {"CONVAI_API_URL": emu.url, "CONVAI_API_KEY": ACCOUNT_KEY}
+    return emu, work, sha, runner, account
+
+
+def test_a_fork_gets_validate_results_marked_as_such(setup, github: GitHubStub, tmp_path: Path) -> None:
+    emu, work, sha, runner, account = setup
+    pr = {"pull_request": {"number": 8}}
+    [job] = runner.run(one_step(tmp_path, "plan", {}), "pull_request", pr, sha)
+    assert job.ok, job.log
+    assert (job.outputs["mode"], job.outputs["exit-code"], job.outputs["has-changes"]) == \
+        ("validate-only", "0", "false")
+    [comment] = github.comments_on(8)
+    assert "validate only" in comment["body"] and "`CONVAI_API_KEY` is not available" in comment["body"]
+    assert "The manifest is valid (3 models, 2 characters)" in comment["body"]
+    assert "::notice::CONVAI_API_KEY is not set" in job.log
+    assert emu.requests == []
+    # a fork's token cannot comment: a warning, the result in the summary, the check still passes
+    github.refuse_writes = True
+    [job] = runner.run(one_step(tmp_path, "plan", {}), "pull_request", {"pull_request": {"number": 9}}, sha)
+    assert job.ok and "::warning::GitHub API POST" in job.log and "HTTP 403" in job.log
+    assert "validate only" in job.summary and github.comments_on(9) == []
+
+
+def test_an_invalid_manifest_fails_the_check_with_annotations_at_file_and_line(
+        setup, github: GitHubStub, tmp_path: Path) -> None:
+    emu, work, sha, runner, account = setup
+    common = work / "manifests" / "models.common.yaml"
+    common.write_text(common.read_text().replace("Qwen3-32B\n    base_url: https://vllm.example-studio.com/v1",
+                                                 "Qwen3-32B\n    base_url: ftp://vllm"))
+    sha = commit(work, "break it")
+    line = next(i for i, text in enumerate(common.read_text().splitlines(), 1) if "ftp://vllm" in text)
+    for env in (account, {}):  # with the key, and from a fork
+        [job] = runner.run(one_step(tmp_path, "plan", env), "pull_request", {"pull_request": {"number": 3}}, sha)
+        assert not job.ok and job.outputs["exit-code"] == "1"
+        assert f"::error file=manifests/models.common.yaml,line={line}::models[2].base_url must be an " \
+               "http(s) URL" in job.log
+        assert "(included from manifests/staging.yaml:6)" in job.log
+    [comment] = github.comments_on(3)  # one sticky comment, updated
+    assert "The manifest is invalid" in comment["body"]
+    assert f"`manifests/models.common.yaml:{line}`: models[2].base_url" in comment["body"]
+    assert emu.requests == []
+
+
+def test_a_merge_without_a_reviewed_plan_is_not_applied(setup, github: GitHubStub, tmp_path: Path) -> None:
+    emu, work, sha, runner, account = setup
+    push = {"repository": {"default_branch": "main"}}
+    secrets = json.dumps(CANARIES)
+    [job] = runner.run(one_step(tmp_path, "apply", account, secrets=secrets), "push", push, sha)
+    assert not job.ok and emu.writes() == []
+    assert f"commit {sha[:12]} did not come from a pull request: not applied" in job.log
+    assert github.comments == {}
+    github.commit_pulls[sha] = 5  # a pull request, but its plan was never posted
+    [job] = runner.run(one_step(tmp_path, "apply", account, secrets=secrets), "push", push, sha)
+    assert not job.ok and emu.writes() == []
+    [comment] = github.comments_on(5)
+    assert "pull request #5 shows no plan for staging" in comment["body"]
+    assert "did not apply `staging`" in comment["body"] and PLAN_MARKER in comment["body"]
+    # the explicit setting applies it anyway, with a warning
+    [job] = runner.run(one_step(tmp_path, "apply", account, secrets=secrets, **{"on-unreviewed": "apply"}),
+                       "push", push, sha)
+    assert job.ok, job.log
+    assert "::warning::pull request #5 shows no plan for staging; applying anyway" in job.log
+    assert "The account now matches the manifest." in job.summary
+    assert_no_secret(job.log, job.summary, comment["body"])
+
+
+def test_an_apply_without_the_model_keys_writes_nothing(setup, tmp_path: Path) -> None:
+    emu, work, sha, runner, account = setup
+    [job] = runner.run(one_step(tmp_path, "apply", account, **{"on-unreviewed": "apply"}), "push",
+                       {"repository": {"default_branch": "main"}}, sha)
+    assert not job.ok and emu.writes() == []
+    assert "environment variable STUDIO_GATEWAY_KEY is not set" in job.summary + job.log
+
+
+def test_a_failed_plan_is_posted_and_fails_the_check(setup, github: GitHubStub, tmp_path: Path) -> None:
+    emu, work, sha, runner, account = setup
+    closed = {**account, "CONVAI_API_URL": "http://127.0.0.1:9"}
+    [job] = runner.run(one_step(tmp_path, "plan", closed), "pull_request", {"pull_request": {"number": 4}}, sha)
+    assert not job.ok and job.outputs["exit-code"] == "1"
+    [comment] = github.comments_on(4)
+    assert "The plan failed" in comment["body"] and "127.0.0.1:9" in comment["body"]
+    assert "::error::convai-sync plan of manifests/staging.yaml failed (exit 1)" in job.log
+
+
+def test_a_wrong_input_is_named(setup, tmp_path: Path) -> None:
+    emu, work, sha, runner, account = setup
+    [job] = runner.run(one_step(tmp_path, "deploy", account), "push", {}, sha)
+    assert not job.ok
+    assert "::error::convai-sync action: input command is 'deploy'; use one of plan, apply, drift, validate" in job.log
+    [job] = runner.run(one_step(tmp_path, "apply", account, **{"on-unreviewed": "maybe"}), "push", {}, sha)
+    assert not job.ok and "input on-unreviewed is 'maybe'; use stop or apply" in job.log
