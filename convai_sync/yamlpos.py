@@ -86,7 +86,7 @@ def load(text: str, name: str = "<manifest>") -> Located:
     return _load(yaml.SafeLoader, text, name)
 
 
-def _load(loader_class: type[yaml.SafeLoader], text: str, name: str) -> Located:
+def _load(loader_class: type[yaml.SafeLoader], text: str, name: str = "<manifest>") -> Located:
     loader = loader_class(text)
     try:
         node = loader.get_single_node()
