@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import signal
@@ -168,3 +169,17 @@ def main(argv: list[str] | None = None) -> None:
         click.echo(scrub(f"Error: internal error ({type(e).__name__}: {e}). This is a bug in "
                          "convai-sync; please report it (run with -vv for the traceback)."), err=True)
         sys.exit(EXIT_ERROR)
+
+
+def run_captured(argv: list[str]) -> tuple[int, str, str]:
+    """convai-sync in this process, exactly as the console script runs it:
+    (exit code, stdout, stderr). For callers that run many commands (the GitHub
+    Action's step, benchmarks) without an interpreter start each."""
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main(list(argv))
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    return code, out.getvalue(), err.getvalue()

@@ -3,8 +3,6 @@
 summary, outputs). Exit 1 fails the step; changes (exit 2) do not."""
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import sys
@@ -12,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from ..cli import main as cli_main
+from ..cli import run_captured
 from ..saved_plan import review_fingerprint
 from ..state import default_path
 from . import comments
@@ -54,15 +52,9 @@ def main() -> None:
 def cli(*args: str) -> Ran:
     """convai-sync, in this process (the action's process is its own: one
     interpreter start per step, not per command), exactly as the console script."""
-    out, err = io.StringIO(), io.StringIO()
-    code = 0
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            cli_main(list(args))
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    sys.stderr.write(err.getvalue())  # logs and progress belong in the job log
-    return Ran(code, out.getvalue(), err.getvalue())
+    code, out, err = run_captured(list(args))
+    sys.stderr.write(err)  # logs and progress belong in the job log
+    return Ran(code, out, err)
 
 
 def _export(job: Job, names: set[str]) -> None:

@@ -51,7 +51,7 @@ def invalid_comment(environment: str, report: dict[str, Any], run_url: str) -> s
              for p in report["problems"]]
     return "\n".join([
         sticky("plan", environment), f"### convai-sync validate for `{report['manifest']}` (`{environment}`)",
-        "", f"\u274c **The manifest is invalid**, so it cannot be planned or applied:", "", *lines, "",
+        "", "\u274c **The manifest is invalid**, so it cannot be planned or applied:", "", *lines, "",
         f"[Open the workflow run]({run_url})", ""])
 
 
