@@ -90,14 +90,10 @@ def _check_platform(child: Located, platform: str) -> None:
 
 
 def _identities(target: "Platform") -> dict[str, str]:
-    """The list sections merged by identity, and the key naming an entry in each."""
-    variant = target.variants[0] if target.variants else target.name
-    consumer_key = target.capabilities(variant).consumer_key
-    keys = {"models": target.model_key}
-    for path in target.sections:
-        if len(path) == 1 and path[0] not in (SETTINGS, "models"):
-            keys[path[0]] = consumer_key
-    return keys
+    """The list sections merged by identity, and the key naming an entry in each:
+    the first field of its schema (model_group_name, key, name; char_id, uuid, id)."""
+    return {path[0]: next(iter(model.model_fields)) for path, model in target.sections.items()
+            if len(path) == 1 and path[0] != SETTINGS}
 
 
 def _overlay(base: Located, top: Located, identities: dict[str, str]) -> Located:
