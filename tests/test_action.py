@@ -287,3 +287,27 @@ def test_a_wrong_input_is_named(setup, tmp_path: Path) -> None:
     assert "::error::convai-sync action: input command is 'deploy'; use one of plan, apply, drift, validate" in job.log
     [job] = runner.run(one_step(tmp_path, "apply", account, **{"on-unreviewed": "maybe"}), "push", {}, sha)
     assert not job.ok and "input on-unreviewed is 'maybe'; use stop or apply" in job.log
+
+
+def test_the_action_works_for_any_platform_from_the_manifest(setup, github: GitHubStub,
+                                                             tmp_path: Path) -> None:
+    from convai_sync.providers.vapi.emulator import VapiEmulator, vapi_demo_seed
+    emu, work, sha, runner, account = setup
+    shutil.copy(ROOT / "examples" / "vapi.yaml", work / "manifests" / "staging.yaml")
+    sha = commit(work, "a Vapi account")
+    vapi = VapiEmulator(api_key="vapi-key-test", seed=vapi_demo_seed())
+    vapi.start()
+    try:
+        pr = {"pull_request": {"number": 11}}
+        # the Convai key is there, but the manifest is Vapi's: validate only, naming Vapi's key
+        [job] = runner.run(one_step(tmp_path, "plan", account), "pull_request", pr, sha)
+        assert job.ok and job.outputs["mode"] == "validate-only"
+        assert "`VAPI_API_KEY` is not available" in github.comments_on(11)[0]["body"]
+        vapi_account = {"VAPI_API_URL": vapi.url, "VAPI_API_KEY": "vapi-key-test"}
+        [job] = runner.run(one_step(tmp_path, "plan", vapi_account), "pull_request", pr, sha)
+        assert job.ok and job.outputs["mode"] == "plan", job.log
+        [comment] = github.comments_on(11)
+        assert "platform `vapi`" in comment["body"] and "Environment `staging`" in comment["body"]
+        assert emu.requests == []  # the Convai account was never asked
+    finally:
+        vapi.stop()
