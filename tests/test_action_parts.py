@@ -127,13 +127,18 @@ def clones(tmp_path: Path) -> tuple[Path, Path]:
     return seed, job
 
 
+def push_meanwhile(seed: Path, name: str, text: str, message: str) -> None:
+    """Another job pushes to main after this job checked out."""
+    (seed / name).write_text(text)
+    git(seed, "add", "-A")
+    git(seed, "commit", "-q", "-m", message)
+    git(seed, "push", "-q", "origin", "HEAD:main")
+
+
 def test_state_push_rebases_onto_a_push_made_meanwhile(clones: tuple[Path, Path],
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     seed, job = clones
-    (seed / "other.state.json").write_text("{}\n")
-    git(seed, "add", "-A")
-    git(seed, "commit", "-q", "-m", "another environment's state")
-    git(seed, "push", "-q", "origin", "HEAD:main")
+    push_meanwhile(seed, "other.state.json", "{}\n", "another environment's state")
     monkeypatch.chdir(job)
     (job / "m.state.json").write_text('{"a": 1}\n')
     assert push_state(Path("m.state.json"), "main", "record m") == "pushed m.state.json to main"
@@ -146,10 +151,7 @@ def test_state_push_rebases_onto_a_push_made_meanwhile(clones: tuple[Path, Path]
 def test_state_push_stops_when_the_same_file_changed_there(clones: tuple[Path, Path],
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     seed, job = clones
-    (seed / "m.state.json").write_text('{"theirs": 1}\n')
-    git(seed, "add", "-A")
-    git(seed, "commit", "-q", "-m", "theirs")
-    git(seed, "push", "-q", "origin", "HEAD:main")
+    push_meanwhile(seed, "m.state.json", '{"theirs": 1}\n', "theirs")
     monkeypatch.chdir(job)
     (job / "m.state.json").write_text('{"ours": 1}\n')
     with pytest.raises(PushError, match="m.state.json was changed there too; resolve it by hand"):
