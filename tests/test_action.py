@@ -19,6 +19,7 @@ import pytest
 from conftest import ACCOUNT_KEY, CANARIES, ROOT, Result, assert_no_secret
 from convai_sync.emulator import Emulator
 from convai_sync.render.markdown import PLAN_MARKER
+from convai_sync.action.comments import sticky
 from github_stub import GitHubStub
 from workflow_runner import Environment, JobRun, WorkflowRunner
 
@@ -276,6 +277,27 @@ def test_a_failed_plan_is_posted_and_fails_the_check(setup, github: GitHubStub, 
     [comment] = github.comments_on(4)
     assert "The plan failed" in comment["body"] and "127.0.0.1:9" in comment["body"]
     assert "::error::convai-sync plan of manifests/staging.yaml failed (exit 1)" in job.log
+    for command, what in (("apply", "The plan before apply failed"), ("drift", "Drift detection failed")):
+        [job] = runner.run(one_step(tmp_path, command, closed), "schedule", {}, sha)
+        assert not job.ok and job.outputs["exit-code"] == "1" and what in job.summary
+    assert github.issues == {} and len(github.comments) == 1
+
+
+def test_environment_comment_and_commit_state_inputs(setup, github: GitHubStub, tmp_path: Path) -> None:
+    emu, work, sha, runner, account = setup
+    pr = {"pull_request": {"number": 6}}
+    [job] = runner.run(one_step(tmp_path, "plan", account, environment="qa"), "pull_request", pr, sha)
+    assert job.outputs["environment"] == "qa" and job.outputs["plan-file"] == "convai-sync-plan-qa.json"
+    assert sticky("plan", "qa") in github.comments_on(6)[0]["body"]
+    [job] = runner.run(one_step(tmp_path, "plan", account, environment="qa", comment="false"), "pull_request",
+                       {"pull_request": {"number": 2}}, sha)
+    assert job.ok and github.comments_on(2) == []
+    github.commit_pulls[sha] = 6
+    [job] = runner.run(one_step(tmp_path, "apply", account, environment="qa", secrets=json.dumps(CANARIES),
+                                **{"commit-state": "false"}), "push", {}, sha)
+    assert job.ok, job.log
+    assert (job.workdir / "manifests" / "staging.state.json").exists()  # written, not pushed
+    assert git(work, "ls-remote", "origin", "main").split()[0] == sha
 
 
 def test_a_wrong_input_is_named(setup, tmp_path: Path) -> None:
