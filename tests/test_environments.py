@@ -136,3 +136,15 @@ def test_review_fingerprint_is_the_same_for_the_same_plan_and_differs_otherwise(
                              "is_uncensored": False})
     assert reply.status_code == 200
     assert fingerprint("f.json") != first  # the account changed
+
+
+def test_a_plan_saved_before_environments_uses_the_manifests_file_name(
+        make_emulator: Callable[..., Emulator], run: Callable[..., Result], tmp_path: Path) -> None:
+    from convai_sync.saved_plan import load_saved_plan
+    emu = make_emulator()
+    planfile = tmp_path / "plan.json"
+    assert run("plan", "-f", str(EXAMPLE), "--api-url", emu.url, "--out", str(planfile)).code == 0
+    doc = json.loads(planfile.read_text())
+    del doc["saved_plan"]["environment"], doc["saved_plan"]["review_fingerprint"]
+    planfile.write_text(json.dumps(doc))
+    assert load_saved_plan(str(planfile)).environment == "models"
