@@ -4,6 +4,8 @@ push that rebases when another job pushed first."""
 from __future__ import annotations
 
 import base64
+import json
+import os
 import subprocess
 from pathlib import Path
 from typing import Iterator
@@ -165,3 +167,25 @@ def test_the_token_reaches_git_only_through_the_environment() -> None:
     assert env == {"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "http.https://github.example/.extraheader",
                    "GIT_CONFIG_VALUE_0": f"AUTHORIZATION: basic {basic}"}
     assert _auth("", "https://github.com") == {}
+
+
+def test_the_step_exports_only_the_manifests_secrets_and_drops_its_inputs(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from conftest import ROOT
+    from convai_sync.action.commands import main
+    monkeypatch.chdir(ROOT)
+    for name in ("STUDIO_VLLM_KEY", "CONVAI_API_KEY", "CONVAI_API_URL", "OTHER_SECRET",
+                 "GITHUB_OUTPUT", "GITHUB_STEP_SUMMARY"):
+        monkeypatch.delenv(name, raising=False)  # restored after the test, whatever main sets
+    monkeypatch.setenv("STUDIO_GATEWAY_KEY", "set-by-the-caller")
+    secrets = {"STUDIO_VLLM_KEY": "sk-x", "STUDIO_GATEWAY_KEY": "sk-y", "OTHER_SECRET": "o"}
+    for name, value in {"INPUT_COMMAND": "validate", "INPUT_MANIFEST": "manifests/staging.yaml",
+                        "INPUT_SECRETS": json.dumps(secrets), "INPUT_GITHUB_TOKEN": "ghs-x"}.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SystemExit) as done:
+        main()
+    assert done.value.code == 0
+    assert "INPUT_SECRETS" not in os.environ and "INPUT_GITHUB_TOKEN" not in os.environ
+    assert os.environ["STUDIO_VLLM_KEY"] == "sk-x"                  # named by the manifest
+    assert os.environ["STUDIO_GATEWAY_KEY"] == "set-by-the-caller"  # the caller's env wins
+    assert "OTHER_SECRET" not in os.environ                         # not named: never exported

@@ -44,6 +44,8 @@ def main() -> None:
     except InputError as e:
         annotate("error", f"convai-sync action: {e}")
         sys.exit(1)
+    for name in ("INPUT_SECRETS", "INPUT_GITHUB_TOKEN"):
+        os.environ.pop(name, None)  # read once; nothing started later (git) inherits them
     code = COMMANDS[job.command](job)
     job.set_output("exit-code", str(code))
     sys.exit(1 if code == 1 else 0)
