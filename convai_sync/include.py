@@ -34,6 +34,12 @@ class Includes:
     """Who included whom: file name -> FILE:LINE of the include entry naming it."""
 
     parents: dict[str, str] = field(default_factory=dict)
+    # an included file must lie under one of these (the root manifest's directory,
+    # the working directory): a pull request cannot make a plan job read /proc or ~
+    roots: tuple[str, ...] = ()
+
+    def allowed(self, real: str) -> bool:
+        return any(os.path.commonpath([real, root]) == root for root in self.roots)
 
     def annotate(self, problem: str) -> str:
         """`common.yaml:7: ...` + ` (included from staging.yaml:3)`."""
@@ -50,6 +56,7 @@ class Includes:
 def expand(root: Located, target: "Platform", read: Callable[[str], Located],
            includes: Includes) -> Located:
     """`root` with every include merged under it (the same object when it has none)."""
+    includes.roots = (os.path.realpath(os.path.dirname(root.name) or "."), os.path.realpath(os.curdir))
     return _expand(root, _identities(target), target.name, read, includes,
                    ((os.path.realpath(root.name), root.name),))
 
@@ -69,6 +76,9 @@ def _expand(doc: Located, identities: dict[str, str], platform: str,
         name = os.path.normpath(os.path.join(os.path.dirname(doc.name), ref))
         at = doc.where((INCLUDE_KEY, i))
         real = os.path.realpath(name)
+        if os.path.isabs(ref) or not includes.allowed(real):
+            raise ManifestError([f"{at}: include {ref!r} is outside the manifest's directory and the "
+                                 "working directory; include files of this repository, by relative path"])
         reals = [r for r, _ in stack]
         if real in reals:
             cycle = " -> ".join([*(n for _, n in stack[reals.index(real):]), name])

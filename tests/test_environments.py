@@ -102,12 +102,12 @@ def test_the_pre_commit_hook_runs_validate(tmp_path: Path) -> None:
     assert hook["pass_filenames"] is False
     entry = [str(Path(sys.executable).parent / hook["entry"].split()[0]), *hook["entry"].split()[1:]]
     bad = tmp_path / "bad.yaml"
-    bad.write_text("version: 1\ninclude: [../nowhere.yaml]\n")
+    bad.write_text("version: 1\ninclude: [nowhere.yaml]\n")
     args = ["-f", "manifests/staging.yaml", "-f", "manifests/production.yaml"]
     assert subprocess.run([*entry, *args], cwd=ROOT, capture_output=True).returncode == 0
     failed = subprocess.run([*entry, *args, "-f", str(bad)], cwd=ROOT, capture_output=True, text=True)
     assert failed.returncode == 1
-    assert f"{tmp_path.parent / 'nowhere.yaml'}: no such file" in failed.stderr
+    assert f"{tmp_path / 'nowhere.yaml'}: no such file" in failed.stderr
     assert f"(included from {bad}:2)" in failed.stderr
 
 

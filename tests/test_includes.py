@@ -155,3 +155,19 @@ def test_the_example_environments_share_the_common_models(run: Callable[..., Res
     assert [m.model_group_name for m in staging.manifest.models] == \
         [m.model_group_name for m in production.manifest.models]
     assert (staging.environment, production.environment) == ("staging", "production")
+
+
+def test_includes_stay_inside_the_repository(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = tmp_path / "repo"
+    write(repo, **{"shared__common.yaml": COMMON, "manifests__prod.yaml": "version: 1\ninclude: [../shared/common.yaml]\n"})
+    monkeypatch.chdir(repo)
+    assert len(load_manifest("manifests/prod.yaml").manifest.models) == 2  # ../ inside the working tree
+    (tmp_path / "secret.yaml").write_text("token: abc\n")
+    for ref in ("../../secret.yaml", str(tmp_path / "secret.yaml"), "/proc/self/environ"):
+        (repo / "manifests" / "bad.yaml").write_text(f"version: 1\ninclude: ['{ref}']\n")
+        assert problems(Path("manifests/bad.yaml")) == [
+            f"manifests/bad.yaml:2: include '{ref}' is outside the manifest's directory and the working "
+            "directory; include files of this repository, by relative path"]
+    (repo / "manifests" / "link.yaml").symlink_to(tmp_path / "secret.yaml")
+    (repo / "manifests" / "bad.yaml").write_text("version: 1\ninclude: [link.yaml]\n")
+    assert "is outside the manifest's directory" in problems(Path("manifests/bad.yaml"))[0]
