@@ -15,11 +15,12 @@ import click
 from . import __version__
 from .account import open_account
 from .cli_common import (EXIT_CHANGES, EXIT_ERROR, EXIT_OK, FORMATS, account_label, account_options,
-                         brake_options, emit_plan, manifest_option, manifest_secrets, options,
-                         platform_named, run_apply, target, verify_converged, warn_missing,
-                         write_json)
+                         brake_options, color_option, emit_plan, manifest_option, manifest_secrets,
+                         options, platform_named, read_options, require_keys, run_apply,
+                         scope_options, target, verify_converged, warn_missing, write_json)
 from .cli_gitops import COMMANDS, apply_saved_plan
 from .cli_markdown import markdown_options, markdown_settings
+from .cli_tools import import_command, ping_command
 from .emulator.cli import emulator_command
 from .engine import make_plan, read_live, sync_state
 from .errors import ConvaiSyncError, ManifestError
@@ -32,10 +33,11 @@ from .validation import validation_report
 log = logging.getLogger("convai_sync")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="convai-sync")
 def cli() -> None:
-    """Terraform-style GitOps for the custom LLMs behind Convai characters."""
+    """Terraform-style GitOps for the custom LLMs behind Convai characters, LangBot
+    pipelines and Vapi assistants."""
 
 
 @cli.command()
@@ -66,8 +68,10 @@ def validate(manifest_paths: tuple[str, ...], fmt: str) -> None:
 
 @cli.command()
 @manifest_option
-@account_options
+@read_options
 @brake_options
+@scope_options
+@color_option
 @click.option("--format", "fmt", type=FORMATS, default="text", show_default=True)
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when there are changes.")
 @click.option("--out", "out_file", type=click.Path(dir_okay=False), metavar="PLANFILE",
@@ -78,7 +82,7 @@ def plan(manifest_path: str, fmt: str, detailed_exitcode: bool, out_file: str | 
     """Show what apply would change, in the order it would change it."""
     markdown = markdown_settings(opts)
     loaded = load_manifest(manifest_path)
-    resolved = manifest_secrets(loaded, opts["emulator"], strict=False)
+    resolved = manifest_secrets(loaded, opts["emulator"])
     with open_account(target(opts, loaded.desired.variant), loaded.platform) as client:
         state = sync_state(loaded.path, loaded.environment, client, options(opts))
         live = read_live(loaded, client, state, options(opts))
@@ -89,7 +93,7 @@ def plan(manifest_path: str, fmt: str, detailed_exitcode: bool, out_file: str | 
         write_json(out_file, saved_document(result, loaded, live, account))
         click.echo(f"Saved the plan to {out_file}; apply exactly it with: convai-sync apply {out_file}",
                    err=True)
-    warn_missing(resolved)
+    warn_missing(resolved, result)
     sys.exit(EXIT_CHANGES if detailed_exitcode and not result.empty else EXIT_OK)
 
 
@@ -99,6 +103,8 @@ def plan(manifest_path: str, fmt: str, detailed_exitcode: bool, out_file: str | 
               help="The manifest (YAML); or pass a saved PLANFILE instead.")
 @account_options
 @brake_options
+@scope_options
+@color_option
 @click.option("--auto-approve", is_flag=True, help="Apply without asking (apply PLANFILE never asks).")
 @click.option("--report-file", type=click.Path(dir_okay=False, writable=True), metavar="FILE",
               help="Write the apply report (every change: done, failed, not attempted) as JSON.")
@@ -110,18 +116,24 @@ def apply(manifest_path: str | None, auto_approve: bool, report_file: str | None
     if (manifest_path is None) == (plan_file is None):
         raise click.UsageError("pass exactly one of -f MANIFEST and a saved PLANFILE")
     if plan_file is not None:
+        if opts["targets"] or opts["replace"]:
+            raise click.UsageError("--target and --replace shape a plan: pass them to plan "
+                                   "--out, not to apply PLANFILE (which applies exactly the saved plan)")
         return apply_saved_plan(plan_file, report_file, opts)
     loaded = load_manifest(manifest_path)
-    resolved = manifest_secrets(loaded, opts["emulator"], strict=True)
+    resolved = manifest_secrets(loaded, opts["emulator"])
     with open_account(target(opts, loaded.desired.variant), loaded.platform) as client:
         state = sync_state(loaded.path, loaded.environment, client, options(opts))
         result = make_plan(loaded, client, options(opts), state)
+        require_keys(resolved, result)
         if run_apply(result, client, resolved.keys, state, opts, auto_approve, report_file):
-            verify_converged(loaded, client, opts, state)
+            verify_converged(loaded, client, opts, state, result)
 
 
 def _register_extra_commands() -> None:
     cli.add_command(emulator_command, "emulator")
+    cli.add_command(ping_command, "ping")
+    cli.add_command(import_command, "import")
     for name, command in COMMANDS.items():
         cli.add_command(command, name)
 

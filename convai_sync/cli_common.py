@@ -21,6 +21,7 @@ from .progress import StderrProgress
 from .providers.base import Client, Platform
 from .render.text import render_plan, render_report, use_color
 from .retry import RetryPolicy
+from .scope import Scope
 from .secrets import scrub
 from .state import SyncState
 
@@ -33,23 +34,55 @@ def manifest_option(f: Callable[..., Any]) -> Callable[..., Any]:
                         type=click.Path(dir_okay=True), help="The manifest (YAML).")(f)
 
 
+WRITES = "Concurrent requests: writes inside an apply phase (and reads that need several)."
+READS = "Concurrent requests, for reads that need several (this command writes nothing)."
+STATE_HELP = ("Where applied api_key_versions (and characters a failed replace left parked) "
+              "are kept [default: MANIFEST's name with .state.json]. Holds no secrets.")
+
+
 def account_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """The account options of a command that writes (apply)."""
+    return _account_options(f, WRITES, STATE_HELP)
+
+
+def read_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """The account options of a command that only reads (plan, drift)."""
+    return _account_options(f, READS, STATE_HELP)
+
+
+def stateless_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """The account options of a command that reads no state file (export, ping, import)."""
+    return _account_options(f, READS, "Accepted for symmetry; this command reads no state file "
+                            "(it works from the live account alone).")
+
+
+def color_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    """--no-color, for the commands that colour a terminal's output."""
+    def disable(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+        if value:
+            ctx.find_root().meta["no_color"] = True
+        return value
+    return click.option("--no-color", is_flag=True, expose_value=False, callback=disable,
+                        help="No colour, even on a terminal (as NO_COLOR=1 does).")(f)
+
+
+def _account_options(f: Callable[..., Any], parallelism: str, state: str) -> Callable[..., Any]:
     f = click.option("--api-url", metavar="URL",
                      help="The platform's API base URL [env CONVAI_API_URL, LANGBOT_API_URL or "
                           "VAPI_API_URL, by the manifest's platform; Convai's default "
                           "https://api.convai.com].")(f)
     f = click.option("--emulator", is_flag=True,
-                     help="Run against an in-process emulator seeded with demo state.")(f)
+                     help="Run against an in-process emulator seeded with demo state (a fresh one each "
+                          "run: a second plan after an apply shows the same changes).")(f)
     # 10: measured in bench/RESULTS.md (within 1.3x of the round-trip bound; as Terraform/decK)
     f = click.option("--parallelism", type=click.IntRange(1, 64), default=10, show_default=True,
-                     help="Concurrent writes inside a phase.")(f)
+                     help=parallelism)(f)
     f = click.option("-v", "--verbose", count=True, help="More detail on stderr (-vv for HTTP).")(f)
     f = click.option("--retry-max-time", type=click.FloatRange(0, 3600), default=60.0, show_default=True,
-                     metavar="SECONDS", help="Give up retrying one request (429, 5xx, timeouts) after this long.")(f)
-    f = click.option("--state-file", type=click.Path(dir_okay=False), metavar="FILE",
-                     help="Where applied api_key_versions (and characters a failed replace "
-                          "left parked) are kept [default: MANIFEST's name with .state.json]. "
-                          "Holds no secrets.")(f)
+                     metavar="SECONDS", help="Give up retrying one request (429, 5xx, timeouts) after this "
+                     f"long, or after {RetryPolicy.max_attempts} attempts, whichever comes first. -v "
+                     "shows each retry.")(f)
+    f = click.option("--state-file", type=click.Path(dir_okay=False), metavar="FILE", help=state)(f)
     return f
 
 
@@ -61,15 +94,29 @@ def brake_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return f
 
 
+def scope_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    f = click.option("--target", "targets", multiple=True, metavar="NAME",
+                     help="Plan only this model or consumer (and what the safe order needs for "
+                          "it: the model it moves onto, the consumers a model leaves). Repeatable.")(f)
+    f = click.option("--replace", "replace", multiple=True, metavar="MODEL",
+                     help="Send this model's key again (an update that sends it), e.g. after "
+                          "the key was changed by hand. Repeatable.")(f)
+    return f
+
+
 def options(opts: dict[str, Any]) -> Options:
     return Options(Brakes(allow_empty=opts.get("allow_empty", False),
                           allow_deregister=opts.get("allow_deregister", False)),
-                   opts.get("state_file"), opts["emulator"], opts["parallelism"])
+                   opts.get("state_file"), opts["emulator"], opts["parallelism"],
+                   Scope(frozenset(opts.get("targets", ())), frozenset(opts.get("replace", ()))))
 
 
 def target(opts: dict[str, Any], variant: str) -> Target:
     """The account to open; `variant` (auto or a dialect) only picks the emulator's."""
     configure_logging(opts["verbose"])
+    if opts["emulator"] and opts["api_url"]:
+        raise click.UsageError("--emulator runs against a built-in emulator, so it cannot be "
+                               "combined with --api-url; drop one of them")
     return Target(api_url=opts["api_url"], emulator=opts["emulator"], emulator_dialect=variant,
                   parallelism=opts["parallelism"], retry=RetryPolicy(max_total=opts["retry_max_time"]))
 
@@ -86,7 +133,14 @@ def emit_plan(result: Plan, fmt: str, source: str | None = None, **markdown: Any
         from .render.markdown import render_plan_markdown
         click.echo(render_plan_markdown(result, source=source, **markdown), nl=False)
     else:
-        click.echo(render_plan(result, color=use_color(sys.stdout)), nl=False)
+        click.echo(plan_text(result), nl=False)
+
+
+def plan_text(result: Plan) -> str:
+    """The text plan for stdout; its warnings go to stderr, as every warning does."""
+    for warning in result.warnings:
+        click.echo(f"Warning: {warning}", err=True)
+    return render_plan(result, color=use_color(sys.stdout), warnings=False)
 
 
 def write_json(path: str, doc: dict[str, Any]) -> None:
@@ -100,16 +154,22 @@ def write_text(path: str, text: str) -> None:
         raise ConvaiSyncError(f"{path}: cannot write: {e.strerror}") from None
 
 
-def manifest_secrets(loaded: LoadedManifest, emulator: bool, strict: bool) -> ResolvedSecrets:
-    resolved = resolve_secrets(loaded, placeholder=EMULATOR_SECRET if emulator else None)
-    if strict and resolved.missing:
-        raise resolved.refusal()
-    return resolved
+def manifest_secrets(loaded: LoadedManifest, emulator: bool) -> ResolvedSecrets:
+    return resolve_secrets(loaded, placeholder=EMULATOR_SECRET if emulator else None)
 
 
-def warn_missing(resolved: ResolvedSecrets) -> None:
-    if resolved.missing:
-        click.echo("Warning: " + resolved.missing_message().replace("\n", "\nWarning: ") +
+def require_keys(resolved: ResolvedSecrets, plan: Plan) -> None:
+    """Refuse, before the first write, when a key this apply sends is unset; a
+    variable of a model whose key it does not send may stay unset."""
+    needed = resolved.only(plan.key_models())
+    if needed.missing:
+        raise needed.refusal()
+
+
+def warn_missing(resolved: ResolvedSecrets, plan: Plan) -> None:
+    needed = resolved.only(plan.key_models())
+    if needed.missing:
+        click.echo("Warning: " + needed.missing_message().replace("\n", "\nWarning: ") +
                    "\nWarning: apply will refuse to run until these are set.", err=True)
 
 
@@ -121,7 +181,7 @@ def run_apply(result: Plan, client: Client, keys: Keys, state: SyncState, opts: 
     if not result.empty:
         confirm(auto_approve)
     report = apply_plan(result, client, keys, state, options(opts),
-                        StderrProgress(sys.stderr, noun=result.noun))
+                        StderrProgress(sys.stderr, result))
     if report_file:
         write_json(report_file, report.to_json())
     if result.empty:
@@ -135,9 +195,9 @@ def run_apply(result: Plan, client: Client, keys: Keys, state: SyncState, opts: 
 
 
 def verify_converged(loaded: LoadedManifest, client: Client, opts: dict[str, Any],
-                     state: SyncState) -> None:
-    """An apply is finished when plan says nothing is left."""
-    left = converged(loaded, client, options(opts), state)
+                     state: SyncState, applied: Plan) -> None:
+    """An apply is finished when plan says nothing is left (of its --target)."""
+    left = converged(loaded, client, options(opts), state, applied)
     if left.empty:
         click.echo("The account now matches the manifest.")
         return

@@ -12,18 +12,18 @@ from typing import Any
 import click
 
 from .account import EMULATOR_SECRET, open_account
-from .cli_common import (EXIT_CHANGES, EXIT_OK, FORMATS, account_label, account_options, emit_plan,
-                         manifest_option, options, platform_named, run_apply, target,
+from .cli_common import (EXIT_CHANGES, EXIT_OK, FORMATS, account_label, brake_options,
+                         color_option, emit_plan, stateless_options, manifest_option, options,
+                         plan_text, platform_named, read_options, run_apply, target,
                          verify_converged, write_text)
 from .cli_markdown import markdown_options, markdown_settings
 from .drift import drift_json, drift_text, unchecked_fields
-from .engine import make_plan, read_live, reporting, sync_state
+from .engine import apply_refusal, make_plan, read_live, reporting, sync_state
 from .errors import ConvaiSyncError
 from .export import CONSUMER_CHOICES
 from .manifest import load_manifest
 from .providers.registry import NAMES
 from .render.markdown import render_drift_markdown
-from .render.text import render_plan, use_color
 from .render.values import count
 from .saved_plan import load_saved_plan, read_live_for
 from .schema import schema_text
@@ -56,7 +56,7 @@ def apply_saved_plan(plan_file: str, report_file: str | None, opts: dict[str, An
         if not run_apply(saved.plan, client, keys, state, opts, True, report_file):
             return
         if loaded is not None:
-            verify_converged(loaded, client, opts, state)
+            verify_converged(loaded, client, opts, state, saved.plan)
         else:
             click.echo(f"The saved changes were applied. The manifest ({saved.manifest_path}) is not "
                        "here, so convergence was not checked: run plan -f MANIFEST to confirm.")
@@ -64,8 +64,9 @@ def apply_saved_plan(plan_file: str, report_file: str | None, opts: dict[str, An
 
 # -- show -------------------------------------------------------------------------
 
-@click.command("show")
+@click.command("show", short_help="Print a saved plan (from plan --out); no account needed.")
 @click.argument("plan_file", metavar="PLANFILE")
+@color_option
 @click.option("--format", "fmt", type=FORMATS, default="text", show_default=True)
 @markdown_options
 def show_command(plan_file: str, fmt: str, **opts: Any) -> None:
@@ -76,36 +77,40 @@ def show_command(plan_file: str, fmt: str, **opts: Any) -> None:
 
 # -- drift ------------------------------------------------------------------------
 
-@click.command("drift")
+@click.command("drift", short_help="Report how the account differs from the manifest; exit 0/2/1.")
 @manifest_option
-@account_options
+@read_options
+@brake_options
+@color_option
 @click.option("--format", "fmt", type=FORMATS, default="text", show_default=True)
 @markdown_options
 def drift_command(manifest_path: str, fmt: str, **opts: Any) -> None:
     """Report how the account differs from the manifest; write nothing.
-    Exit 0 in sync, 2 drift, 1 error."""
+    Exit 0 in sync, 2 drift, 1 error. The brake options say which brakes apply
+    would be run with (drift itself always shows every difference)."""
     markdown = markdown_settings(opts)
     loaded = load_manifest(manifest_path)
     with open_account(target(opts, loaded.desired.variant), loaded.platform) as client:
         state = sync_state(loaded.path, loaded.environment, client, options(opts))
         live = read_live(loaded, client, state, options(opts))
         result = make_plan(loaded, client, reporting(options(opts)), state, live)
+        refused = apply_refusal(loaded, client, options(opts), state, live)
         caps = client.capabilities()
     unchecked = unchecked_fields(loaded, live, caps)
     if fmt == "json":
-        click.echo(json.dumps(drift_json(result, unchecked, manifest_path), indent=2))
+        click.echo(json.dumps(drift_json(result, unchecked, manifest_path, refused), indent=2))
     elif fmt == "markdown":
-        click.echo(render_drift_markdown(result, unchecked, source=manifest_path, **markdown), nl=False)
+        click.echo(render_drift_markdown(result, unchecked, source=manifest_path, refused=refused,
+                                         **markdown), nl=False)
     else:
-        plan_text = render_plan(result, color=use_color(sys.stdout))
-        click.echo(drift_text(result, unchecked, manifest_path, plan_text), nl=False)
+        click.echo(drift_text(result, unchecked, manifest_path, plan_text(result), refused), nl=False)
     sys.exit(EXIT_OK if result.empty else EXIT_CHANGES)
 
 
 # -- export -----------------------------------------------------------------------
 
-@click.command("export")
-@account_options
+@click.command("export", short_help="Write a manifest from the live account (adoption).")
+@stateless_options
 @click.option("-o", "--output", metavar="FILE", type=click.Path(dir_okay=False),
               help="Write the manifest here instead of stdout.")
 @click.option("--force", is_flag=True, help="Overwrite FILE if it exists.")

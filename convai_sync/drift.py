@@ -39,23 +39,34 @@ def unchecked_fields(loaded: LoadedManifest, live: LiveState, caps: Capabilities
     return out
 
 
-def drift_text(plan: Plan, unchecked: list[Unchecked], source: str, plan_text: str) -> str:
+def would_apply(refused: list[str]) -> str:
+    """What apply would do with the drift: make the changes, or refuse and why."""
+    if not refused:
+        return "Applying the manifest would make these changes:"
+    return ("apply would refuse to make these changes, as a safety brake is tripped: "
+            + "; ".join(refused) + ". The changes, planned with the brakes off for review:")
+
+
+def drift_text(plan: Plan, unchecked: list[Unchecked], source: str, plan_text: str,
+               refused: list[str] = ()) -> str:
     if plan.empty:
         lines = [f"In sync: the account matches {source}.", "", plan_text.rstrip("\n")]
     else:
-        lines = [f"Drift: the account differs from {source}. Applying the manifest would make "
-                 "these changes:", "", plan_text.rstrip("\n")]
+        lines = [f"Drift: the account differs from {source}. {would_apply(list(refused))}", "",
+                 plan_text.rstrip("\n")]
     if unchecked:
         lines += ["", "Not checked (the API does not return these fields, so they are never drift):"]
         lines += [f"  {u.field}: {u.reason} ({', '.join(u.models)})" for u in unchecked]
     return "\n".join(lines) + "\n"
 
 
-def drift_json(plan: Plan, unchecked: list[Unchecked], source: str) -> dict[str, Any]:
+def drift_json(plan: Plan, unchecked: list[Unchecked], source: str,
+               refused: list[str] = ()) -> dict[str, Any]:
     return {
         "format_version": FORMAT_VERSION,
         "manifest": source,
         "in_sync": plan.empty,
+        "apply_refused": list(refused),  # the brakes apply would stop at; [] = it would run
         "plan": plan.to_json(),
         "unchecked": [{"field": u.field, "reason": u.reason, "models": list(u.models)}
                       for u in unchecked],

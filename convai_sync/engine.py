@@ -8,11 +8,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .account import EMULATOR_SECRET
+from .errors import PlanError
 from .executor import ApplyReport, Keys, Progress, execute
 from .manifest import LoadedManifest, resolve_secrets
 from .model import LiveState
 from .plan import Plan
 from .planner import Brakes, build_plan
+from .scope import Scope
 from .providers.base import Client
 from .state import SyncState, account_key, default_path, record_applied
 
@@ -27,6 +29,7 @@ class Options:
     state_file: str | None = None
     emulator: bool = False
     parallelism: int = 10
+    scope: Scope = Scope()
 
 
 def sync_state(manifest_path: str | None, environment: str, client: Client,
@@ -60,7 +63,8 @@ def make_plan(loaded: LoadedManifest, client: Client, options: Options,
     """The plan from `live` (read now when not given)."""
     state = state or sync_state(loaded.path, loaded.environment, client, options)
     live = live or read_live(loaded, client, state, options)
-    return build_plan(loaded, live, options.brakes, state.versions, state.parked)
+    return build_plan(loaded, live, options.brakes, state.versions, state.parked, state.fields,
+                      options.scope)
 
 
 def apply_plan(plan: Plan, client: Client, keys: Keys, state: SyncState, options: Options,
@@ -76,12 +80,27 @@ def apply_plan(plan: Plan, client: Client, keys: Keys, state: SyncState, options
     return report
 
 
-def converged(loaded: LoadedManifest, client: Client, options: Options, state: SyncState) -> Plan:
-    """Read the account again: what a plan (brakes off) says is left."""
-    return make_plan(loaded, client, reporting(options), state)
+def converged(loaded: LoadedManifest, client: Client, options: Options, state: SyncState,
+              applied: Plan) -> Plan:
+    """Read the account again: what a plan (brakes off) says is left of what
+    `applied` set out to do (its --target, if it had one; a key re-sent by
+    --replace is done once sent)."""
+    targets = frozenset(applied.meta.get("targets", []))
+    return make_plan(loaded, client, reporting(options, Scope(targets=targets, strict=False)), state)
 
 
-def reporting(options: Options) -> Options:
+def apply_refusal(loaded: LoadedManifest, client: Client, options: Options, state: SyncState,
+                  live: LiveState) -> list[str]:
+    """Why apply (with these options' brakes) would refuse the plan drift shows
+    with the brakes off: the tripped brakes; empty when it would run."""
+    try:
+        make_plan(loaded, client, options, state, live)
+    except PlanError as e:
+        return e.problems
+    return []
+
+
+def reporting(options: Options, scope: Scope = Scope()) -> Options:
     """For a plan that only reports (drift, the post-apply check): a brake would
     hide the difference it is meant to stop."""
-    return replace(options, brakes=Brakes(allow_empty=True, allow_deregister=True))
+    return replace(options, brakes=Brakes(allow_empty=True, allow_deregister=True), scope=scope)

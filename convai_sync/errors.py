@@ -37,3 +37,7 @@ class ApiError(ConvaiSyncError):
 
 class PlanError(ConvaiSyncError):
     """The plan is unsafe or impossible; nothing was written."""
+
+    def __init__(self, message: str, problems: list[str] | None = None):
+        self.problems = problems or [message]
+        super().__init__(message)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import functools
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Iterable, Mapping, Sequence
@@ -135,7 +136,7 @@ def _validate(located: yamlpos.Located, name: str, target: "Platform") -> Loaded
     except ValidationError as e:
         raise ManifestError(_pydantic_problems(located, e, target)) from None
     loaded = LoadedManifest(manifest, name, located, target)
-    problems = target.cross_check(loaded)
+    problems = target.cross_check(loaded) + _untakeable(loaded)
     if problems:
         raise ManifestError(problems)
     return loaded
@@ -165,6 +166,17 @@ def _document(text: str, name: str) -> yamlpos.Located:
         raise ManifestError([f"{name}:1: the top level must be a mapping with 'version', "
                              f"'settings', 'models' and 'characters', not a {kind}"])
     return located
+
+
+def _untakeable(loaded: LoadedManifest) -> list[str]:
+    """Fields the manifest's chosen API variant cannot write at all (with `auto`
+    the variant is known only once read: the planner checks it then)."""
+    desired = loaded.desired
+    if desired.variant == "auto":
+        return []
+    caps = loaded.platform.capabilities(desired.variant)
+    return [caps.untakeable_problem(loaded.where("models", i, fields[0]), m.name, fields)
+            for i, m in enumerate(desired.models) if (fields := caps.untakeable(m.fields))]
 
 
 def _read_text(path: Path, name: str) -> str:
@@ -204,8 +216,24 @@ def _yaml_problem(name: str, e: yaml.YAMLError) -> str:
     line = mark.line + 1 if mark else 1
     problem = getattr(e, "problem", None) or str(e)
     context = getattr(e, "context", None)
+    plain = next((words for clue, words in _YAML_WORDS if clue in problem), None)
+    if plain:
+        return f"{name}:{line}: YAML syntax error: {plain}"
     detail = f"{context}, {problem}" if context else problem
     return f"{name}:{line}: YAML syntax error: {detail}; fix the indentation or quoting there"
+
+
+# PyYAML's words for the usual slips, and what they mean to someone editing a manifest
+_YAML_WORDS = (
+    ("expected <block end>", "this line is indented differently from the lines before it in "
+     "the same block; indent the keys of one entry to the same column (with spaces)"),
+    ("did not find expected key", "this line is indented differently from the lines before it in "
+     "the same block; indent the keys of one entry to the same column (with spaces)"),
+    ("found character '\\t'", "a tab character; YAML is indented with spaces only"),
+    ("mapping values are not allowed here", "a ':' where a value was expected: a key is indented "
+     "too deep, or a value contains ': ' and needs quotes"),
+    ("found unexpected end of stream", "a quoted value is never closed; add the closing quote"),
+)
 
 
 def _dotted(loc: tuple[Any, ...]) -> str:
@@ -256,6 +284,10 @@ def _describe(e: Mapping[str, Any], loc: tuple[Any, ...], target: "Platform") ->
         return (f"{where} is ${{{target.env_key}}}, your {target.title} account key: it would be "
                 f"sent to this model's {target.url_field}. Use the model provider's own key, in its own variable")
     if kind == "value_error" and "plaintext" in e["msg"]:
+        bare = re.fullmatch(r"\$([A-Za-z_][A-Za-z0-9_]*)", value) if isinstance(value, str) else None
+        if bare:
+            return (f"{where} is {value}, which is read as a plaintext secret; a variable is "
+                    f"written with braces: ${{{bare.group(1)}}}")
         return (f"{where} is a plaintext secret; write it as ${{ENV_VAR}} (for example "
                 f"${{MY_MODEL_KEY}}) and put the key in that environment variable")
     if kind in ("greater_than_equal", "less_than_equal") and field == "temperature":
@@ -335,6 +367,11 @@ class ResolvedSecrets:
         lines = [f"{where}: environment variable {var} is not set (api_key of model '{group}')"
                  for var, group, where in self.missing]
         return "\n".join(lines)
+
+    def only(self, models: Iterable[str]) -> "ResolvedSecrets":
+        """The same, with only the unset variables of `models` (what an apply sends)."""
+        wanted = set(models)
+        return ResolvedSecrets(self.keys, [m for m in self.missing if m[1] in wanted])
 
     def refusal(self) -> ConvaiSyncError:
         """The error an apply stops with, before its first write, when keys are unset."""

@@ -158,20 +158,40 @@ class Plan:
             if group:
                 yield phase, group
 
+    def key_models(self) -> set[str]:
+        """The models whose key applying this plan sends."""
+        return {c.id for c in self.changes if c.is_model and c.sends_key}
+
     def phase_title(self, phase: Phase) -> str:
         return phase.title(self.noun)
+
+    def phase_number(self, phase: Phase) -> str:
+        """"n/total" among the phases this plan has: the plan text and the apply
+        progress number a phase the same way."""
+        present = [p for p, _ in self.phases()]
+        return f"{present.index(phase) + 1}/{len(present)}"
 
     def nouns(self, n: int) -> str:
         return self.noun if n == 1 else self.noun + "s"
 
     def summary(self) -> dict[str, int]:
+        """Counts per kind. `characters` counts every consumer changed (whatever
+        the platform's noun); of those, `rebind` move to another model and
+        `consumer_update` only change binding fields (a temperature)."""
         count = lambda action: sum(1 for c in self.changes if c.is_model and c.action is action)
+        moved: dict[str, bool] = {}
+        for c in self.changes:
+            if not c.is_model:
+                moved[c.id] = moved.get(c.id, False) or self.model_ref in c.fields
+        rebind = sum(moved.values())
         return {
             "register": count(Action.REGISTER),
             "update": count(Action.UPDATE),
             "replace": count(Action.REPLACE),
             "deregister": count(Action.DEREGISTER),
-            "characters": len({c.id for c in self.changes if not c.is_model}),
+            "characters": len(moved),
+            "rebind": rebind,
+            "consumer_update": len(moved) - rebind,
             "changes": len(self.changes),
         }
 
@@ -183,8 +203,16 @@ class Plan:
         if s["replace"]:
             parts.append(f"{s['replace']} to replace")
         parts.append(f"{s['deregister']} to deregister")
-        parts.append(f"{s['characters']} {self.nouns(s['characters'])} to rebind")
-        return "Plan: " + ", ".join(parts) + "."
+        parts.append(f"{s['rebind']} {self.nouns(s['rebind'])} to rebind")
+        if s["consumer_update"]:
+            parts.append(f"{s['consumer_update']} {self.nouns(s['consumer_update'])} to update")
+        line = "Plan: " + ", ".join(parts)
+        twice = s["changes"] - (s["register"] + s["update"] + s["replace"] + s["deregister"]
+                                + s["characters"])
+        if twice:  # parked during a replace, then moved back: one object, two changes
+            line += (f" ({s['changes']} changes: {twice} {self.nouns(twice)} move twice, onto "
+                     "the fallback and back, while their model is replaced)")
+        return line + "."
 
     def verify_order(self, live: LiveState, builtins: frozenset[str]) -> None:
         """Replay the plan phase by phase and prove no consumer ever points at a

@@ -14,6 +14,7 @@ from .model import ConsumerState, LiveState
 from .perf import gc_paused
 from .plan import Action, Change, Phase, Plan, Purpose, Resource
 from .providers.base import Capabilities, Desired, DesiredModel
+from .scope import Scope, narrow, unknown
 from .secrets import SENSITIVE
 
 TEMPERATURE_EPSILON = 1e-9
@@ -42,6 +43,8 @@ class _Work:
     key_versions: dict[str, int] = field(default_factory=dict)
     parked: dict[str, str] = field(default_factory=dict)
     parked_resolved: list[str] = field(default_factory=list)
+    applied: dict[str, dict[str, Any]] = field(default_factory=dict)
+    scope: Scope = Scope()
 
     @property
     def ref(self) -> str:
@@ -53,21 +56,28 @@ class _Work:
 
 def build_plan(loaded: LoadedManifest, live: LiveState, brakes: Brakes = Brakes(),
                key_versions: dict[str, int] | None = None,
-               parked: dict[str, str] | None = None) -> Plan:
+               parked: dict[str, str] | None = None,
+               applied: dict[str, dict[str, Any]] | None = None, scope: Scope = Scope()) -> Plan:
     """The plan for a loaded manifest against what its platform's account holds."""
     caps = loaded.platform.capabilities(live.dialect)
-    return plan_desired(loaded.desired, live, caps, brakes, key_versions, parked)
+    return plan_desired(loaded.desired, live, caps, brakes, key_versions, parked, applied, scope)
 
 
 @gc_paused()  # many small acyclic objects: see perf.py
 def plan_desired(desired: Desired, live: LiveState, caps: Capabilities, brakes: Brakes = Brakes(),
                  key_versions: dict[str, int] | None = None,
-                 parked: dict[str, str] | None = None) -> Plan:
+                 parked: dict[str, str] | None = None,
+                 applied: dict[str, dict[str, Any]] | None = None,
+                 scope: Scope = Scope()) -> Plan:
     """The full plan, or PlanError listing every reason it cannot be made safely.
     `key_versions` is the api_key_version last applied per model, `parked` the
-    unmanaged consumers an earlier run left on the fallback (see state.py)."""
+    unmanaged consumers an earlier run left on the fallback, `applied` the
+    write-only fields last applied per model (see state.py); `scope` narrows
+    the plan (--target) or sends keys again (--replace): see scope.py."""
     work = _Work(desired, live, caps, key_versions=dict(key_versions or {}), parked=dict(parked or {}),
-                 warnings=list(live.warnings))
+                 warnings=list(live.warnings), applied=dict(applied or {}), scope=scope)
+    if scope.strict:
+        _check_scope(work)
     _plan_models(work)
     _plan_deregistrations(work)
     _plan_consumers(work)
@@ -75,13 +85,30 @@ def plan_desired(desired: Desired, live: LiveState, caps: Capabilities, brakes: 
     _check_unique(work)
     if work.problems:
         raise PlanError("the plan was refused; nothing was written:\n" +
-                        "\n".join(f"  - {p}" for p in work.problems))
-    versions = {m.name: m.key_version for m in desired.models if m.key_version is not None}
-    plan = Plan.for_caps(caps, work.changes, work.warnings,
-                         {"requests": live.requests, "api_key_versions": versions,
-                          "parked_resolved": sorted(work.parked_resolved)})
+                        "\n".join(f"  - {p}" for p in work.problems), work.problems)
+    planned = {c.id for c in work.changes if c.is_model}
+    work.changes = narrow(work.changes, scope.targets, caps.model_ref)
+    left = planned - {c.id for c in work.changes if c.is_model}  # left out by --target
+    versions = {m.name: work.key_versions.get(m.name) if m.name in left else m.key_version
+                for m in desired.models}
+    write_only = {m.name: work.applied.get(m.name, {}) if m.name in left else
+                  {f: m.fields[f] for f in caps.write_only if f in m.fields} for m in desired.models}
+    plan = Plan.for_caps(caps, work.changes, work.warnings + _scope_warnings(scope),
+                         {"requests": live.requests,
+                          "api_key_versions": {k: v for k, v in versions.items() if v is not None},
+                          "parked_resolved": sorted(work.parked_resolved),
+                          "applied_fields": {k: v for k, v in write_only.items() if v},
+                          "key_variables": _key_variables(desired, work.changes),
+                          "unchecked_fields": list(caps.unreadable),
+                          **({"targets": sorted(scope.targets)} if scope.targets else {})})
     plan.verify_order(live, desired.builtins)
     return plan
+
+
+def _key_variables(desired: Desired, changes: list[Change]) -> dict[str, list[str]]:
+    """The ${VAR}s apply reads, per model whose key it sends (names only)."""
+    sent = [c.id for c in changes if c.is_model and c.sends_key]
+    return {m: list(spec.secret_vars) for m in sent if (spec := desired.model(m))}
 
 
 def _key_label(spec: DesiredModel) -> str:
@@ -103,31 +130,52 @@ def _model_change(work: _Work, spec: DesiredModel, action: Action, phase: Phase,
                                sends_key=sends, **extra))
 
 
+def _check_scope(work: _Work) -> None:
+    """--replace names a manifest model; --target a model or consumer of the
+    manifest or the account."""
+    models = {m.name for m in work.desired.models}
+    known = models | set(work.live.models) | set(work.live.consumers) | {
+        c.id for c in work.desired.consumers}
+    work.problems += unknown(work.scope.replace, models, "--replace", "model", "the manifest")
+    work.problems += unknown(work.scope.targets, known, "--target",
+                             f"model or {work.caps.consumer_noun}", "the manifest or the account")
+
+
+def _scope_warnings(scope: Scope) -> list[str]:
+    if not scope.targets:
+        return []
+    return [f"--target {', '.join(sorted(scope.targets))}: this plan is narrowed to these objects "
+            "and what the safe order needs for them; every other difference is left for a later "
+            "apply (as with Terraform's -target, use it for exceptions, not routinely)"]
+
+
 def _rotation(work: _Work, spec: DesiredModel) -> tuple[str, str] | None:
     """(before, after) labels when the manifest's api_key_version differs from
-    the version last applied; None when the key need not be sent."""
+    the version last applied; None when the key need not be sent. With no record
+    (a first versioned run, a lost state file) the live key may be the leaked
+    one: send it."""
+    if spec.name in work.scope.replace:
+        return (SENSITIVE, "(sensitive, sent again: --replace)")
     if spec.key_version is None:
         return None
     applied = work.key_versions.get(spec.name)
-    if applied is None:
-        work.warnings.append(f"no record of which api_key_version of model '{spec.name}' is "
-                             f"live; assuming version {spec.key_version} (it is recorded on the "
-                             "next apply)")
-        return None
     if applied == spec.key_version:
         return None
-    return (f"(sensitive, version {applied})",
-            f"(sensitive, version {applied} \u2192 {spec.key_version})")
+    was = "unknown" if applied is None else str(applied)
+    return (f"(sensitive, version {was})", f"(sensitive, version {was} \u2192 {spec.key_version})")
 
 
 def _plan_models(work: _Work) -> None:
     for spec in work.desired.models:
         live = work.live.models.get(spec.name)
+        untakeable = work.caps.untakeable(spec.fields)
+        if untakeable:
+            work.problems.append(work.caps.untakeable_problem(spec.where, spec.name, untakeable))
         if live is None:
             after = _registration(work, spec)
             _model_change(work, spec, Action.REGISTER, Phase.REGISTER, None, after, tuple(after))
             continue
-        have = live.known(work.caps.readable)
+        have = {**live.known(work.caps.readable), **_recorded(work, spec)}
         want = {**spec.fields, **_desired_key(work, spec, have)}
         diff = tuple(k for k in want if k in have and have[k] != want[k])
         forcing = tuple(k for k in diff if k not in work.caps.updatable)
@@ -138,7 +186,7 @@ def _plan_models(work: _Work) -> None:
             before, after = dict(have), {**have, **{k: want[k] for k in diff}}
             if rotation:
                 before[work.caps.secret_field], after[work.caps.secret_field] = rotation
-                diff += (work.caps.secret_field,)
+                diff += () if work.caps.secret_field in diff else (work.caps.secret_field,)
             _model_change(work, spec, Action.UPDATE, Phase.UPDATE, before, after, diff)
             continue
         if spec.protect:
@@ -150,6 +198,13 @@ def _plan_models(work: _Work) -> None:
                       diff, forces_replace=forcing,
                       reason=f"{', '.join(forcing)} cannot be updated in the {work.caps.variant} "
                              "dialect")
+
+
+def _recorded(work: _Work, spec: DesiredModel) -> dict[str, Any]:
+    """Write-only fields as last applied; a field with no record is taken as the
+    manifest's (adopted) and recorded by the next apply."""
+    record = work.applied.get(spec.name, {})
+    return {f: record[f] for f in work.caps.write_only if f in record}
 
 
 def _desired_key(work: _Work, spec: DesiredModel, have: dict[str, Any]) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """Apply progress on stderr, sized for applies of thousands of changes.
 
 On a terminal: one progress bar per phase, redrawn in place with \\r
-(`Phase 3/6 rebind characters [#####.....] 150/300`). In a CI log (not a
+(`Phase 2/3 rebind characters [#####.....] 150/300`, numbered as the plan
+numbers its phases: among those present). In a CI log (not a
 terminal): one line when a phase starts and one with its result counts, never
 one line per change. A failed change is always printed in full, at once.
 """
@@ -13,7 +14,7 @@ import time
 from typing import IO
 
 from .executor import FAILED, Outcome
-from .plan import Change, Phase
+from .plan import Change, Phase, Plan
 from .render.values import label
 
 
@@ -24,9 +25,10 @@ REDRAW_EVERY = 0.1  # seconds between redraws of a bar (and always at the end)
 class StderrProgress:
     """The executor's progress sink. Thread-safe: `finished` comes from workers."""
 
-    def __init__(self, stream: IO[str], tty: bool | None = None, noun: str = "character"):
+    def __init__(self, stream: IO[str], plan: Plan, tty: bool | None = None):
         self.stream = stream
-        self.noun = noun
+        self.noun = plan.noun
+        self.plan = plan
         self.tty = _isatty(stream) if tty is None else tty
         self._lock = threading.Lock()
         self._label = ""
@@ -37,7 +39,7 @@ class StderrProgress:
     def phase(self, phase: Phase, changes: list[Change]) -> None:
         with self._lock:
             self._end_bar()
-            self._label = f"Phase {phase.value}/{len(Phase)} {phase.title(self.noun)}"
+            self._label = f"Phase {self.plan.phase_number(phase)} {phase.title(self.noun)}"
             self._total, self._done, self._failed = len(changes), 0, 0
             if self.tty:
                 self._draw()

@@ -4,15 +4,19 @@
   rotation can only be planned by comparing versions);
 - which characters *not* in the manifest it parked on the fallback model while
   their model was replaced, and has not yet moved back (a replace that failed
-  halfway leaves them there, and nothing live says they were parked).
+  halfway leaves them there, and nothing live says they were parked);
+- which value of each write-only field (one the API takes but never returns,
+  e.g. is_uncensored in Convai's custom-llm dialect) it last applied, so that a
+  change in the manifest is still sent.
 
-The file holds model names, character IDs and integers only: no secret,
-nothing derived from one. It is kept per account and environment
-(`production@https://api.convai.com`: two accounts behind one API URL are two
-environments, never one record) and written only when there is something to
-keep. A record written before environments (under the URL alone) is read once
-and moved under the environment's key on the next save. A missing version record means "adopt":
-the manifest's version is assumed live and recorded on the next apply.
+The file holds model names, character IDs, integers and the values of those
+write-only fields (e.g. true/false) only: no secret, nothing derived from one.
+It is kept per account and environment (`production@https://api.convai.com`:
+two accounts behind one API URL are two environments, never one record) and
+written only when there is something to keep. A record written before
+environments (under the URL alone) is read once and moved under the
+environment's key on the next save. A missing version record means the live key
+is unknown: the plan sends the manifest's key, and the apply records it.
 """
 from __future__ import annotations
 
@@ -50,6 +54,7 @@ class SyncState:
     versions: dict[str, int] = field(default_factory=dict)
     parked: dict[str, str] = field(default_factory=dict)
     memo: dict[str, Any] = field(default_factory=dict)  # the platform adapter's own records
+    fields: dict[str, dict[str, Any]] = field(default_factory=dict)  # write-only fields applied
     _doc: dict[str, Any] = field(default_factory=dict, repr=False)
     _legacy: str | None = field(default=None, repr=False)  # a pre-environment key read instead
 
@@ -69,13 +74,14 @@ class SyncState:
             versions = {str(k): int(v) for k, v in entry.get("api_key_versions", {}).items()}
             parked = {str(k): str(v) for k, v in entry.get("parked_characters", {}).items()}
             memo = dict(entry.get("platform", {}))
+            fields = {str(k): dict(v) for k, v in entry.get("applied_fields", {}).items()}
         except (ValueError, AttributeError, TypeError) as e:
             raise ConvaiSyncError(f"{path}: not a convai-sync state file ({e}); fix or delete it "
-                                  "(deleting it only means key versions are adopted again)") from None
-        return cls(path, account, versions, parked, memo, doc, used)
+                                  "(deleting it only means each versioned key is sent once more)") from None
+        return cls(path, account, versions, parked, memo, fields, doc, used)
 
     def worth_saving(self, plan: Any) -> bool:
-        return bool(plan.meta.get("api_key_versions") or self.parked or self.memo
+        return bool(plan.meta.get("api_key_versions") or self.parked or self.memo or self.fields
                     or (self.path and self.path.exists()))
 
     def save(self) -> None:
@@ -88,6 +94,8 @@ class SyncState:
             entry["parked_characters"] = dict(sorted(self.parked.items()))
         if self.memo:
             entry["platform"] = self.memo
+        if self.fields:
+            entry["applied_fields"] = dict(sorted(self.fields.items()))
         accounts = doc.setdefault("accounts", {})
         accounts[self.account] = entry
         if self._legacy:
@@ -106,14 +114,17 @@ def record_applied(state: SyncState, plan: Plan, report: ApplyReport) -> None:
     character stays parked until its move back is done."""
     wanted: dict[str, int] = dict(plan.meta.get("api_key_versions", {}))
     sends_key: dict[str, list[str]] = {}
+    writes: dict[str, list[str]] = {}
     for outcome in report.outcomes:
         c = outcome.change
         if not c.is_model:
             continue
+        writes.setdefault(c.id, []).append(outcome.status)
         if c.action is Action.DEREGISTER and outcome.status == DONE:
             state.versions.pop(c.id, None)
         elif c.sends_key:
             sends_key.setdefault(c.id, []).append(outcome.status)
+    _record_fields(state, plan.meta.get("applied_fields", {}), writes)
     for cid in plan.meta.get("parked_resolved", []):
         state.parked.pop(cid, None)
     parked_now = {o.change.id for o in report.outcomes if o.status == DONE and o.change.parks}
@@ -125,6 +136,17 @@ def record_applied(state: SyncState, plan: Plan, report: ApplyReport) -> None:
     for group, version in wanted.items():
         if all(status == DONE for status in sends_key.get(group, [])):
             state.versions[group] = version
+
+
+def _record_fields(state: SyncState, wanted: dict[str, dict[str, Any]],
+                   writes: dict[str, list[str]]) -> None:
+    """A model's write-only fields are recorded as the manifest has them once
+    every write to that model is done (or when none was needed)."""
+    for group in set(state.fields) - set(wanted):
+        state.fields.pop(group)
+    for group, values in wanted.items():
+        if all(status == DONE for status in writes.get(group, [])):
+            state.fields[group] = dict(values)
 
 
 def _record_parking(state: SyncState, outcome: Outcome, parked_now: set[str], ref: str) -> None:

@@ -52,6 +52,29 @@ def make_emulator() -> Iterator[Callable[..., Emulator]]:
         emu.stop()
 
 
+PLATFORM_KEY = "emulator-key-for-platforms"
+
+
+@pytest.fixture
+def account(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> Iterator[Callable[..., object]]:
+    """Start any platform's demo emulator (by name); its account key is set in the
+    platform's key variable. `key` makes the emulator accept another one."""
+    from convai_sync.providers.registry import platform
+    started = []
+
+    def start(name: str, key: str = PLATFORM_KEY) -> object:
+        target = platform(name)
+        monkeypatch.setenv(target.env_key, PLATFORM_KEY)
+        emu = target.emulator("auto" if name == "convai" else name, None, key=key)
+        emu.start()
+        started.append(emu)
+        return emu
+
+    yield start
+    for emu in started:
+        emu.stop()
+
+
 @pytest.fixture
 def env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     values = {"CONVAI_API_KEY": ACCOUNT_KEY, **CANARIES}
@@ -80,6 +103,17 @@ def run(env: dict[str, str]) -> Callable[..., Result]:
         return Result(code, out.getvalue(), err.getvalue())
 
     return invoke
+
+
+def example_for(dialect: str, tmp_path: Path) -> Path:
+    """The example manifest as a dialect can take it: custom-llm cannot set
+    display_name (its register and update have no such field)."""
+    if dialect != "custom-llm":
+        return EXAMPLE
+    path = tmp_path / "models.yaml"
+    path.write_text("".join(line for line in EXAMPLE.read_text().splitlines(True)
+                            if "display_name:" not in line))
+    return path
 
 
 def cli_env(**extra: str) -> dict[str, str]:

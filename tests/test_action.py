@@ -86,8 +86,13 @@ def register_by_hand(emu: Emulator) -> None:
     assert r.status_code == 200, r.text
 
 
-def converged(run: Callable[..., Result], manifest: Path, emu: Emulator) -> bool:
-    return run("plan", "-f", str(manifest), "--api-url", emu.url, "--detailed-exitcode").code == 0
+def converged(run: Callable[..., Result], manifest: Path, emu: Emulator, origin: Path) -> bool:
+    """Plan shows nothing left, read with the state file the apply pushed (it
+    records the applied api_key_version: without it a versioned key is sent)."""
+    state = manifest.with_name(manifest.stem + ".state.json")
+    state.write_text(git(origin, "show", f"main:manifests/{state.name}") + "\n")
+    return run("plan", "-f", str(manifest), "--api-url", emu.url, "--detailed-exitcode",
+               "--state-file", str(state)).code == 0
 
 
 def test_a_new_repository_plans_on_a_pull_request_applies_on_merge_and_detects_drift(
@@ -131,7 +136,7 @@ def test_a_new_repository_plans_on_a_pull_request_applies_on_merge_and_detects_d
     applied = by_env(runner.run(workflows / "apply.yml", "push",
                                 {"repository": {"default_branch": "main"}}, sha))
     assert applied["staging"].ok, applied["staging"].log
-    assert converged(run, manifests / "staging.yaml", staging)
+    assert converged(run, manifests / "staging.yaml", staging, origin)
     assert not applied["production"].ok and production.writes() == []  # stopped, nothing written
     unreviewed = [c["body"] for c in github.comments_on(PR) if "did not apply `production`" in c["body"]]
     assert len(unreviewed) == 1 and "changed since pull request #7 was reviewed" in unreviewed[0]
@@ -141,11 +146,15 @@ def test_a_new_repository_plans_on_a_pull_request_applies_on_merge_and_detects_d
 
     # -- applied by hand (workflow_dispatch): staging has nothing left, production applies
     # from a checkout behind main (staging's state commit): the push rebases
+    staging.clear_log()
     dispatched = by_env(runner.run(workflows / "apply.yml", "workflow_dispatch",
                                    {"repository": {"default_branch": "main"}}, sha))
     assert all(job.ok for job in dispatched.values()), [j.log for j in dispatched.values()]
-    assert dispatched["staging"].outputs["has-changes"] == "false"
-    assert converged(run, manifests / "production.yaml", production)
+    # staging's checkout predates its own state commit, so it knows no applied
+    # api_key_version: it may send the versioned key again, and nothing else
+    assert {r.path for r in staging.writes()} <= {"/llm-models/update"}
+    assert all(set(r.body or {}) == {"model_group_name", "api_key"} for r in staging.writes())
+    assert converged(run, manifests / "production.yaml", production, origin)
     assert "by-hand" not in production.models()
     log = git(tmp_path, "--git-dir", str(origin), "log", "--format=%s", "main")
     assert log.splitlines()[:2] == ["convai-sync: record the state of production [skip ci]",
@@ -157,8 +166,9 @@ def test_a_new_repository_plans_on_a_pull_request_applies_on_merge_and_detects_d
     # -- drift on schedule: in sync, then drifted (one issue, updated), then closed ----
     schedule = workflows / "drift.yml"
     register_by_hand(staging)
+    head = git(tmp_path, "--git-dir", str(origin), "rev-parse", "main")  # with the state commits
     for _ in range(2):
-        drifted = by_env(runner.run(schedule, "schedule", {}, sha))
+        drifted = by_env(runner.run(schedule, "schedule", {}, head))
         assert drifted["staging-plan"].ok and drifted["staging-plan"].outputs["exit-code"] == "2"
         assert drifted["production-plan"].ok and drifted["production-plan"].outputs["exit-code"] == "0"
     issues = list(github.issues.values())  # one: in sync (production) opens none, drift twice one
@@ -166,7 +176,7 @@ def test_a_new_repository_plans_on_a_pull_request_applies_on_merge_and_detects_d
     assert "by-hand" in issues[0]["body"] and "staging" in issues[0]["title"]
     assert run("apply", "-f", str(manifests / "staging.yaml"), "--api-url", staging.url,
                "--auto-approve", "--state-file", str(tmp_path / "s.json")).code == 0
-    runner.run(schedule, "schedule", {}, sha)
+    runner.run(schedule, "schedule", {}, head)
     assert issues[0]["state"] == "closed"
     texts += [issues[0]["body"], *(c["body"] for c in github.comments.values())]
     assert_no_secret(*texts)

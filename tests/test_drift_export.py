@@ -8,7 +8,7 @@ from typing import Callable
 
 import pytest
 
-from conftest import EXAMPLE, Result, assert_no_secret
+from conftest import EXAMPLE, Result, assert_no_secret, example_for
 from convai_sync.emulator import Emulator, demo_seed
 from convai_sync.export import key_variable
 
@@ -21,19 +21,20 @@ def drift(run: Callable[..., Result], emu: Emulator, *extra: str, manifest: Path
 
 @pytest.mark.parametrize("dialect", DIALECTS)
 def test_drift_exit_codes_and_unchecked_fields(dialect: str, make_emulator: Callable[..., Emulator],
-                                               run: Callable[..., Result]) -> None:
+                                               run: Callable[..., Result], tmp_path: Path) -> None:
     emu = make_emulator(dialect)
-    drifted = drift(run, emu)
+    example = example_for(dialect, tmp_path)
+    drifted = drift(run, emu, manifest=example)
     assert drifted.code == 2, drifted.output
-    assert drifted.stdout.startswith(f"Drift: the account differs from {EXAMPLE}.")
+    assert drifted.stdout.startswith(f"Drift: the account differs from {example}.")
     assert "Plan: 1 to register" in drifted.stdout
     assert "  api_key: write-only, cannot be checked (studio-turbo, studio-llama-70b)" in drifted.stdout
     assert emu.writes() == []  # drift never writes
 
-    assert run("apply", "-f", str(EXAMPLE), "--api-url", emu.url, "--auto-approve").code == 0
-    in_sync = drift(run, emu)
+    assert run("apply", "-f", str(example), "--api-url", emu.url, "--auto-approve").code == 0
+    in_sync = drift(run, emu, manifest=example)
     assert in_sync.code == 0, in_sync.output
-    assert in_sync.stdout.startswith(f"In sync: the account matches {EXAMPLE}.")
+    assert in_sync.stdout.startswith(f"In sync: the account matches {example}.")
     assert "api_key: write-only, cannot be checked" in in_sync.stdout
     unreadable = ("display_name: not returned by the custom-llm dialect, cannot be checked",
                   "is_uncensored: not returned by the custom-llm dialect, cannot be checked")
@@ -46,15 +47,17 @@ def test_drift_exit_codes_and_unchecked_fields(dialect: str, make_emulator: Call
     assert_no_secret(drifted.output, in_sync.output)
 
 
-def test_drift_json_and_markdown(make_emulator: Callable[..., Emulator], run: Callable[..., Result]) -> None:
+def test_drift_json_and_markdown(make_emulator: Callable[..., Emulator], run: Callable[..., Result],
+                                 tmp_path: Path) -> None:
     emu = make_emulator("custom-llm")
-    as_json = drift(run, emu, "--format", "json")
+    example = example_for("custom-llm", tmp_path)
+    as_json = drift(run, emu, "--format", "json", manifest=example)
     assert as_json.code == 2
     doc = json.loads(as_json.stdout)
     assert doc["in_sync"] is False and doc["plan"]["summary"]["register"] == 1
     assert [u["field"] for u in doc["unchecked"]] == ["api_key", "display_name", "is_uncensored"]
 
-    md = drift(run, emu, "--format", "markdown")
+    md = drift(run, emu, "--format", "markdown", manifest=example)
     assert md.code == 2
     assert md.stdout.startswith("<!-- convai-sync:drift -->\n")
     assert "**Drift detected:**" in md.stdout and "> [!WARNING]" in md.stdout
@@ -141,3 +144,25 @@ def test_key_variable_names_are_valid_and_unique() -> None:
     assert key_variable("studio_turbo", taken) == "CONVAI_MODEL_STUDIO_TURBO_2_API_KEY"
     assert key_variable("ümlaut.model/v2", taken) == "CONVAI_MODEL_MLAUT_MODEL_V2_API_KEY"
     assert key_variable("---", taken) == "CONVAI_MODEL_MODEL_API_KEY"
+
+
+def test_drift_with_a_tripped_brake_says_apply_would_refuse_and_why(
+        make_emulator: Callable[..., Emulator], run: Callable[..., Result], tmp_path: Path) -> None:
+    emu = make_emulator()
+    strict = tmp_path / "models.yaml"  # the plan deregisters or replaces 2 models
+    strict.write_text(EXAMPLE.read_text().replace("max_deregister: 3", "max_deregister: 1"))
+    out = drift(run, emu, manifest=strict)
+    assert out.code == 2
+    assert "Applying the manifest would make these changes" not in out.stdout
+    assert ("apply would refuse to make these changes, as a safety brake is tripped: the plan "
+            "deregisters or replaces 2 models (legacy-mixtral, studio-llama-70b), more than "
+            "settings.max_deregister = 1") in out.stdout
+    doc = json.loads(drift(run, emu, "--format", "json", manifest=strict).stdout)
+    assert doc["in_sync"] is False and "max_deregister = 1" in doc["apply_refused"][0]
+    md = drift(run, emu, "--format", "markdown", manifest=strict).stdout
+    assert "apply would refuse to make these changes" in md
+    # with the flag apply would be run with, drift says apply would make them
+    allowed = drift(run, emu, "--allow-deregister", manifest=strict)
+    assert "Applying the manifest would make these changes:" in allowed.stdout
+    assert json.loads(drift(run, emu, "--format", "json").stdout)["apply_refused"] == []
+    assert emu.writes() == []

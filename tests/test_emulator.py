@@ -609,3 +609,27 @@ def test_cli_serves_until_stopped(signum, lean):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture
+def busy_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield sock.getsockname()[1]
+
+
+@pytest.mark.parametrize("case", ["port in use", "bad seed", "missing seed"])
+def test_convai_sync_emulator_exits_1_when_it_cannot_start(case, run, tmp_path, busy_port):
+    """Through the real entry point (main), as the console script runs it: a
+    ctx.exit(1) under standalone_mode=False must not become exit 0."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("models: [oops\n")
+    args = {"port in use": ["--port", str(busy_port)],
+            "bad seed": ["--port", "0", "--seed", str(bad)],
+            "missing seed": ["--port", "0", "--seed", str(tmp_path / "absent.yaml")]}[case]
+    out = run("emulator", *args)
+    assert out.code == 1, out.output
+    assert out.stderr.startswith("Error: ") and "listening" not in out.output
+    if case == "port in use":
+        assert "--port 0" in out.stderr

@@ -7,6 +7,8 @@ import socket
 import threading
 from typing import Callable
 
+import re
+
 import pytest
 
 from conftest import ACCOUNT_KEY, EXAMPLE, Result, assert_no_secret
@@ -183,3 +185,21 @@ def test_retry_policy_honours_retry_after_and_backs_off_exponentially() -> None:
     assert policy.delay(0, 2.5) == 2.5
     assert all(0 <= policy.delay(3, None) <= 0.8 for _ in range(100))
     assert max(policy.delay(20, None) for _ in range(200)) <= 5
+
+
+def test_each_retry_is_logged_at_v_with_the_call_status_and_wait(
+        make_emulator: Callable[..., Emulator], run: Callable[..., Result]) -> None:
+    emu = make_emulator(faults=Faults(rate=1.0, seed=9))
+    quiet = run("plan", "-f", str(EXAMPLE), "--api-url", emu.url, "--retry-max-time", "0.3")
+    assert "retrying in" not in quiet.stderr  # not without -v
+    out = run("plan", "-f", str(EXAMPLE), "--api-url", emu.url, "--retry-max-time", "0.3", "-v")
+    retries = [line for line in out.stderr.splitlines() if "retrying in" in line]
+    assert retries, out.stderr
+    assert re.search(r"^INFO convai_sync: POST /llm-models/list \(model list\): HTTP \d{3} \(.*\); "
+                     r"retrying in \d+\.\d\d s \(attempt 2 of at most 8\)$", retries[0]), retries[0]
+    assert "httpx" not in out.stderr  # -v is not the raw HTTP log
+
+
+def test_retry_max_time_help_names_the_attempt_cap(run: Callable[..., Result]) -> None:
+    out = run("plan", "--help")
+    assert "or after 8 attempts, whichever comes first" in " ".join(out.stdout.split())

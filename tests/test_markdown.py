@@ -84,7 +84,7 @@ def test_ordinary_plan_has_no_alert(in_root: None, make_emulator: Callable[..., 
                json={"charID": "3f6c2b9e-1d7a-4c55-9a0e-5b2f8e6d4c11", "temperature": 0.75})
     md = markdown_plan(run, emu)
     assert "[!WARNING]" not in md
-    assert "**Plan: 0 to register, 1 to update, 0 to deregister, 1 character to rebind.**" in md
+    assert "**Plan: 0 to register, 1 to update, 0 to deregister, 0 characters to rebind, 1 character to update.**" in md
     assert_well_formed(md)
     assert_snapshot("plan_ordinary.md", md)
 

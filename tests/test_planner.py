@@ -74,11 +74,42 @@ def test_update_in_place_only_sends_what_differs() -> None:
     assert change.before["display_name"] == "Old" and change.after["display_name"] == "New"
 
 
-def test_unknown_fields_are_never_a_difference_in_custom_llm() -> None:
-    # custom-llm's list returns no display_name or is_uncensored: they are unknown
-    m = manifest(model("a", display="Anything", extra="    is_uncensored: true\n"))
+def test_unreadable_fields_without_a_record_are_no_difference_in_custom_llm() -> None:
+    # custom-llm's list returns no is_uncensored: with no record of it, it is adopted
+    m = manifest(model("a", extra="    is_uncensored: true\n"))
     state = live([lm("a", "m-1", None, None)], [], dialect="custom-llm")
-    assert build_plan(m, state).empty
+    plan = build_plan(m, state)
+    assert plan.empty
+    assert plan.meta["unchecked_fields"] == ["display_name", "is_uncensored"]
+    assert plan.meta["applied_fields"] == {"a": {"is_uncensored": True}}
+
+
+def test_a_write_only_field_that_differs_from_the_value_applied_is_updated() -> None:
+    m = manifest(model("a", extra="    is_uncensored: true\n"))
+    state = live([lm("a", "m-1", None, None)], [], dialect="custom-llm")
+    [change] = build_plan(m, state, applied={"a": {"is_uncensored": False}}).changes
+    assert (change.action, change.fields) == ("update", ("is_uncensored",))
+    assert (change.before["is_uncensored"], change.after["is_uncensored"]) == (False, True)
+    assert build_plan(m, state, applied={"a": {"is_uncensored": True}}).empty
+    # llm-models returns it: the live value decides, the record is not consulted
+    assert build_plan(m, live([lm("a", unc=True)], []), applied={"a": {"is_uncensored": False}}).empty
+
+
+def test_a_field_the_detected_dialect_cannot_set_is_a_plan_error_naming_it() -> None:
+    m = manifest(model("a", display="Anything"))
+    with pytest.raises(PlanError) as e:
+        build_plan(m, live([lm("a", "m-1", None, None)], [], dialect="custom-llm"))
+    assert ("m.yaml:3: model 'a' sets display_name, which the custom-llm API cannot set (neither "
+            "its register nor its update takes it)") in str(e.value)
+    assert build_plan(m, live([lm("a", display="Anything")], [])).empty  # llm-models takes it
+
+
+def test_an_explicit_dialect_that_cannot_set_a_field_is_a_validate_error() -> None:
+    from convai_sync.errors import ManifestError
+    with pytest.raises(ManifestError) as e:
+        manifest(model("a", display="Anything"), settings="  api_dialect: custom-llm\n")
+    assert "m.yaml:9: model 'a' sets display_name, which the custom-llm API cannot set" in str(e.value)
+    manifest(model("a", display="Anything"), settings="  api_dialect: llm-models\n")
 
 
 def test_model_name_change_is_an_update_in_custom_llm() -> None:
@@ -293,3 +324,16 @@ def test_state_records_characters_left_parked_and_forgets_them_once_back(tmp_pat
     fresh = SyncState(None, "acct")
     record_applied(fresh, plan, ApplyReport([Outcome(park, FAILED), Outcome(replace), Outcome(restore)]))
     assert fresh.parked == {}
+
+
+def test_a_write_only_field_is_recorded_only_once_its_model_was_written() -> None:
+    from convai_sync.executor import DONE, FAILED, ApplyReport, Outcome
+    from convai_sync.state import SyncState, record_applied
+    m = manifest(model("a", extra="    is_uncensored: true\n") + model("b", extra="    is_uncensored: true\n"))
+    state = live([lm("a", "m-1", None, None), lm("b", "m-1", None, None)], [], dialect="custom-llm")
+    recorded = {"a": {"is_uncensored": False}, "b": {"is_uncensored": False}}
+    plan = build_plan(m, state, applied=recorded)
+    [to_a, to_b] = plan.changes
+    sync = SyncState(None, "acct", fields=dict(recorded))
+    record_applied(sync, plan, ApplyReport([Outcome(to_a, DONE), Outcome(to_b, FAILED, "boom")]))
+    assert sync.fields == {"a": {"is_uncensored": True}, "b": {"is_uncensored": False}}

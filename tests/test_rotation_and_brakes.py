@@ -63,18 +63,26 @@ def test_bumping_api_key_version_plans_exactly_one_update_and_resends_the_key(
     assert "sk-CANARY-rotated-99e1" not in planned.output + text + applied.output
 
 
-def test_without_a_record_versions_are_adopted_with_a_warning_and_recorded(
+def test_without_a_record_the_first_versioned_run_sends_the_key_and_records_it(
         make_emulator: Callable[..., Emulator], run: Callable[..., Result], tmp_path: Path) -> None:
+    """No record of which key is live (the model was registered unversioned, or
+    the state file was lost): the live key may be the leaked one, so it is sent."""
     emu = make_emulator()
     plain = run("apply", "-f", str(EXAMPLE), "--api-url", emu.url, "--auto-approve")
     assert plain.code == 0
     assert not (EXAMPLE.parent / "models.state.json").exists()  # nothing versioned, no file
     manifest = versioned(tmp_path, turbo=4, vllm=4)
     out = run("plan", "-f", str(manifest), "--api-url", emu.url, "--detailed-exitcode")
-    assert out.code == 0
-    assert "no record of which api_key_version of model 'studio-turbo' is live; assuming version 4" in out.stdout
+    assert out.code == 2, out.output
+    assert "~ api_key = (sensitive, version unknown \u2192 4)" in out.stdout
+    assert "Plan: 0 to register, 3 to update" in out.stdout
+    emu.clear_log()
     assert run("apply", "-f", str(manifest), "--api-url", emu.url, "--auto-approve").code == 0
-    assert "no record" not in run("plan", "-f", str(manifest), "--api-url", emu.url).stdout
+    assert sorted(r.path for r in emu.writes()) == ["/llm-models/update"] * 3
+    after = run("plan", "-f", str(manifest), "--api-url", emu.url, "--detailed-exitcode")
+    assert after.code == 0 and "unknown" not in after.stdout
+    recorded = json.loads((tmp_path / "models.state.json").read_text())["accounts"][f"models@{emu.url}"]
+    assert recorded["api_key_versions"] == {"studio-turbo": 4, "studio-llama-70b": 4, "studio-qwen-rp": 4}
 
 
 def test_a_rotation_that_fails_is_not_recorded(make_emulator: Callable[..., Emulator],

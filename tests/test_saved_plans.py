@@ -10,7 +10,7 @@ from typing import Callable
 import httpx
 import pytest
 
-from conftest import ACCOUNT_KEY, CANARIES, EXAMPLE, Result, assert_no_secret
+from conftest import ACCOUNT_KEY, CANARIES, EXAMPLE, Result, assert_no_secret, example_for
 from convai_sync.emulator import Emulator
 
 TURBO = "studio-turbo"
@@ -37,7 +37,8 @@ def test_fresh_saved_plan_applies_exactly_and_converges(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     emu = make_emulator(dialect)
     planfile = tmp_path / "plan.json"
-    planned = save_plan(run, emu, planfile)
+    example = example_for(dialect, tmp_path)
+    planned = save_plan(run, emu, planfile, example)
     assert "apply exactly it with: convai-sync apply" in planned.stderr
     saved = json.loads(planfile.read_text())
     expected = [(c["resource"], c["id"], c["action"]) for c in saved["changes"]]
@@ -49,7 +50,7 @@ def test_fresh_saved_plan_applies_exactly_and_converges(
     assert applied.code == 0, applied.output
     assert f"Apply complete: {len(expected)} changes applied." in applied.stdout
     assert "The account now matches the manifest." in applied.stdout
-    assert run("plan", "-f", str(EXAMPLE), "--api-url", emu.url, "--detailed-exitcode").code == 0
+    assert run("plan", "-f", str(example), "--api-url", emu.url, "--detailed-exitcode").code == 0
     assert emu.models()["studio-qwen-rp"]["api_key"] == "sk-rotated-after-plan-5521"
     assert emu.orphan_events == []
     writes = [(r.path.split("/")[-1], (r.body or {}).get("charID") or (r.body or {}).get("model_group_name"))

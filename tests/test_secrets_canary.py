@@ -65,8 +65,10 @@ def test_no_secret_in_any_command_output_or_file(
         run("apply", "-f", m, *url, "--auto-approve", "-vv", "--report-file", str(tmp_path / "report2.json")),
         run("drift", "-f", m, *url, "--format", "markdown"),
         run("export", *url, "-o", str(export_file)),
+        run("apply", "-f", m, *url, "--auto-approve", "-vv", "--replace", "studio-turbo"),
+        run("ping", *url, "-vv"),
     ]
-    assert [r.code for r in results] == [0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0], [r.output for r in results]
+    assert [r.code for r in results] == [0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0], [r.output for r in results]
     assert "DEBUG" in results[1].stderr  # -vv really logged the HTTP traffic
     # every key reached the emulator, so the canaries were really in play
     assert {emu.models()[g]["api_key"] for g in ("studio-qwen-rp", "studio-llama-70b")} == {

@@ -57,3 +57,10 @@ def test_apply_cancels_on_anything_but_yes(make_emulator: Callable[..., Emulator
     assert "apply cancelled; nothing was written." in out
     assert "\x1b[" not in out  # NO_COLOR is respected
     assert emu.writes() == []
+
+
+def test_no_color_flag_turns_colour_off_on_a_terminal(make_emulator: Callable[..., Emulator]) -> None:
+    emu = make_emulator()
+    code, out = run_on_tty(["plan", "-f", str(EXAMPLE), "--api-url", emu.url, "--no-color"], None, {})
+    assert code == 0, out
+    assert "convai-sync will perform these actions" in out and "\x1b[" not in out

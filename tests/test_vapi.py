@@ -92,7 +92,7 @@ def test_example_plans_applies_converges_and_keeps_every_other_field(
     path = manifest(tmp_path)
     planned = cli(run, "plan", path, emu, "--detailed-exitcode")
     assert planned.code == 2, planned.output
-    assert "Plan: 1 to register, 0 to update, 1 to deregister, 3 assistants to rebind." in planned.stdout
+    assert "Plan: 1 to register, 0 to update, 1 to deregister, 2 assistants to rebind, 1 assistant to update." in planned.stdout
     assert emu.writes() == []
 
     applied = cli(run, "apply", path, emu)
@@ -287,7 +287,7 @@ def test_drift_reports_a_prompt_edited_behind_its_back_and_leaves_it(
     drifted = cli(run, "drift", path, emu)
     assert drifted.code == 0, drifted.output  # nothing convai-sync manages differs
     assert (f"Warning: assistant 'Captain Mara' ({MARA}): model.messages[0].content changed "
-            "outside convai-sync; left alone") in drifted.stdout
+            "outside convai-sync; left alone") in drifted.stderr
     as_json = json.loads(cli(run, "drift", path, emu, "--format", "json").stdout)
     assert any("model.messages[0].content" in w for w in as_json["plan"]["warnings"])
     assert emu.writes() == []

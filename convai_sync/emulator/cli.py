@@ -26,7 +26,29 @@ def _nonempty_or_none(ctx: click.Context, param: click.Parameter, value: str | N
     return value
 
 
-@click.command("emulator")
+SEED_HELP = """\b
+Seed files (--seed FILE), YAML or JSON:
+  convai:  {dialect?, models: [{model_group_name, model_name, base_url,
+           api_key, display_name?, is_uncensored?}], characters:
+           [{character_id, character_name, model_group_name, temperature}]}
+  langbot: {models: [{name, base_url, api_keys, requester?, abilities?,
+           extra_args?, context_length?, uuid?}], pipelines: [{name, model
+           (a model name or uuid), uuid?, prompt?}]}
+  vapi:    {credentials: [{name, apiKey, id?, provider?}], assistants:
+           [{name, id?, model: {...}, credentialIds?}]}
+
+\b
+Add characters to a running Convai emulator (Convai makes them in its UI, so
+the emulator has its own route for it; same account key):
+  curl -X POST $CONVAI_API_URL/_emulator/characters \\
+    -H "CONVAI-API-KEY: $CONVAI_API_KEY" -H 'Content-Type: application/json' \\
+    -d '{"characters": [{"character_id": "c1", "character_name": "Mara",
+         "model_group_name": "gpt-4o-mini", "temperature": 0.5}]}'
+"""
+
+
+@click.command("emulator", epilog=SEED_HELP,
+               short_help="Serve an emulated Convai, LangBot or Vapi account over HTTP.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8787, show_default=True,
               help="Port to listen on; 0 picks a free one.")

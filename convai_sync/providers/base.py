@@ -43,6 +43,23 @@ class Capabilities:
         """Model fields this variant never returns: never a difference, never drift."""
         return tuple(f for f in self.model_fields if f not in self.readable)
 
+    @property
+    def write_only(self) -> tuple[str, ...]:
+        """Model fields the API takes but never returns: what was last applied is
+        recorded (state.py) and compared instead, as Terraform does."""
+        takes = self.updatable | self.registrable
+        return tuple(f for f in self.unreadable if f in takes)
+
+    def untakeable(self, fields: dict[str, Any]) -> tuple[str, ...]:
+        """Of a model's desired fields, those neither a register nor an update takes."""
+        takes = self.updatable | self.registrable
+        return tuple(f for f in fields if f in self.model_fields and f not in takes)
+
+    def untakeable_problem(self, where: str, model: str, fields: tuple[str, ...]) -> str:
+        return (f"{where}: model '{model}' sets {', '.join(fields)}, which the {self.variant} API "
+                "cannot set (neither its register nor its update takes it); remove it from the "
+                "manifest" + (", or use another api_dialect" if self.platform == "convai" else ""))
+
     def consumers(self, n: int) -> str:
         return self.consumer_noun if n == 1 else self.consumer_noun + "s"
 
@@ -106,6 +123,9 @@ class Client(Protocol):
         lets an adapter match server objects to manifest names; `memo` is what
         it asked to keep after the last apply (memo())."""
     def capabilities(self) -> Capabilities: ...
+    def ping(self, variant: str) -> str:
+        """One read that proves the URL and the key (Convai's auto: two on a
+        custom-llm account); what it saw, in a few words."""
     def register(self, change: "Change", secrets: Sequence["Secret"]) -> None: ...
     def update(self, change: "Change", secrets: Sequence["Secret"] | None) -> None: ...
     def replace(self, change: "Change", secrets: Sequence["Secret"]) -> None: ...

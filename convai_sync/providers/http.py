@@ -4,6 +4,7 @@ retries with backoff that honour Retry-After, run-wide adaptive concurrency on
 error bodies carry a message, and its hints."""
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
@@ -15,6 +16,8 @@ from ..errors import ApiError, ConvaiSyncError
 from ..retry import AdaptiveLimit, RetryPolicy
 from ..secrets import remember
 from .transport import JsonTransport
+
+log = logging.getLogger("convai_sync")
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,7 @@ class HttpSession:
             delay = self.retry.delay(attempt, last.retry_after)
             if time.monotonic() - started + delay > self.retry.max_total:
                 break
+            _log_retry(call, obj, last, attempt + 1, self.retry.max_attempts, delay)
             time.sleep(delay)
         raise ApiError(call, obj, last.status, f"{last.message} (gave up after {attempt + 1} attempts)",
                        self.api.hints.get(last.status or 0, "the API or the network is failing; run "
@@ -137,6 +141,14 @@ class HttpSession:
         if status >= 500:
             raise _Transient(status, message, retry_after, ambiguous=True)
         raise ApiError(call, obj, status, message, self.api.hints.get(status, ""))
+
+
+def _log_retry(call: str, obj: str | None, failure: _Transient, attempt: int, cap: int,
+               delay: float) -> None:
+    """One line per retry at -v, so a failing API is not a silent wait."""
+    what = f"HTTP {failure.status}" if failure.status else "no reply"
+    log.info("%s%s: %s (%s); retrying in %.2f s (attempt %d of at most %d)", call,
+             f" ({obj})" if obj else "", what, failure.message, delay, attempt + 1, cap)
 
 
 def _retry_after(response: httpx.Response) -> float | None:

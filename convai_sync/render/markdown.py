@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Callable
 
-from ..drift import Unchecked
+from ..drift import Unchecked, would_apply
 from ..plan import Change, Plan
 from ..providers.registry import platform
 from .values import count, headline, show
@@ -42,7 +42,7 @@ def render_plan_markdown(plan: Plan, *, source: str | None = None, limit: int | 
 
 def render_drift_markdown(plan: Plan, unchecked: list[Unchecked], *, source: str | None = None,
                           limit: int | None = DEFAULT_LIMIT, full_plan_hint: str = DEFAULT_HINT,
-                          full_plan_url: str | None = None) -> str:
+                          full_plan_url: str | None = None, refused: list[str] = ()) -> str:
     """A drift report: what applying the manifest would change now."""
     where = _code(source) if source else "the manifest"
     title = "convai-sync drift" + (f" for {_code(source)}" if source else "")
@@ -52,6 +52,8 @@ def render_drift_markdown(plan: Plan, unchecked: list[Unchecked], *, source: str
         status = (f"\u26a0\ufe0f **Drift detected:** the account differs from {where} in "
                   f"{count(len(plan.changes), 'change')} ({_variant(plan)}). Run apply "
                   "to bring it back, or change the manifest to accept what changed.")
+        if refused:
+            status += " " + _escape(would_apply(list(refused)))
     footer = _unchecked_lines(unchecked)
     return _document(DRIFT_MARKER, title, status, plan, footer, limit, full_plan_hint, full_plan_url)
 

@@ -9,38 +9,64 @@ import click
 
 from ..plan import Change, Phase, Plan
 from ..executor import DONE, FAILED, NOT_ATTEMPTED
-from .values import headline, label, show
+from .values import count, headline, label, show
 
 _SYMBOL = {"register": ("+", "green"), "update": ("~", "yellow"),
            "replace": ("-/+", "magenta"), "deregister": ("-", "red")}
 
 
 def use_color(stream: IO[str]) -> bool:
-    return stream.isatty() and "NO_COLOR" not in os.environ
+    """Only on a terminal, and never with NO_COLOR or --no-color."""
+    ctx = click.get_current_context(silent=True)
+    off = ctx is not None and ctx.find_root().meta.get("no_color", False)
+    return stream.isatty() and "NO_COLOR" not in os.environ and not off
 
 
-def render_plan(plan: Plan, color: bool = False) -> str:
+def render_plan(plan: Plan, color: bool = False, warnings: bool = True) -> str:
+    """The plan as text; `warnings=False` leaves them out (the CLI prints them
+    on stderr, with the other warnings)."""
     paint = (lambda text, fg: click.style(text, fg=fg)) if color else (lambda text, fg: text)
     out: list[str] = []
-    for warning in plan.warnings:
+    for warning in plan.warnings if warnings else []:
         out.append(paint(f"Warning: {warning}", "yellow"))
-    if plan.warnings:
+    if plan.warnings and warnings:
         out.append("")
     if plan.empty:
         out.append(paint(plan.summary_line(), "green"))
-        return "\n".join(out) + "\n"
+        return "\n".join(out + _unchecked(plan)) + "\n"
     where = f"dialect: {plan.dialect}" if plan.platform == "convai" else f"platform: {plan.platform}"
     out.append(f"convai-sync will perform these actions, in this order ({where}):")
-    total = len(list(plan.phases()))
-    for number, (phase, group) in enumerate(plan.phases(), 1):
+    for phase, group in plan.phases():
         out.append("")
-        out.append(paint(f"Phase {number}/{total}: {plan.phase_title(phase)}", "cyan"))
+        out.append(paint(f"Phase {plan.phase_number(phase)}: {plan.phase_title(phase)}", "cyan"))
         for change in group:
             out.append("")
             out.extend(_change(change, plan, paint))
     out.append("")
     out.append(click.style(plan.summary_line(), bold=True) if color else plan.summary_line())
-    return "\n".join(out) + "\n"
+    return "\n".join(out + _keys_sent(plan) + _unchecked(plan)) + "\n"
+
+
+def _keys_sent(plan: Plan) -> list[str]:
+    """Which variables apply will read (it refuses if one of these is unset)."""
+    wanted = plan.meta.get("key_variables") or {}
+    if not wanted:
+        return []
+    by_var: dict[str, list[str]] = {}
+    for model, variables in wanted.items():
+        for var in variables:
+            by_var.setdefault(var, []).append(model)
+    names = ", ".join(f"{var} ({', '.join(models)})" for var, models in by_var.items())
+    return [f"Apply sends keys, read from these environment variables: {names}."]
+
+
+def _unchecked(plan: Plan) -> list[str]:
+    """Model fields the API never returns: the plan cannot see them live."""
+    fields = plan.meta.get("unchecked_fields") or []
+    if not fields:
+        return []
+    return [f"Not checked live (the {plan.dialect} API does not return them): {', '.join(fields)}; "
+            "those it can set are compared with the value last applied (state file)."]
 
 
 def _change(change: Change, plan: Plan, paint: Any) -> list[str]:
@@ -81,7 +107,7 @@ def _rows(change: Change) -> dict[str, tuple[str, str]]:
 def render_report(report: Any) -> str:
     """The apply report: what was done, what failed, what was not attempted."""
     if report.ok:
-        return f"Apply complete: {report.count(DONE)} changes applied.\n"
+        return f"Apply complete: {count(report.count(DONE), 'change')} applied.\n"
     lines = []
     for o in report.outcomes:
         detail = f": {o.error}" if o.error else ""

@@ -189,6 +189,10 @@ class ConvaiClient(SessionClient):
 
     # -- whole account -------------------------------------------------------
 
+    def ping(self, variant: str = "auto") -> str:
+        dialect, models = self.detect_dialect(variant)
+        return f"{len(models)} custom model(s), {dialect.name} dialect"
+
     def read_state(self, preferred_dialect: str = "auto", desired: Desired | None = None,
                    memo: dict[str, Any] | None = None) -> LiveState:
         start = self.requests

@@ -102,6 +102,9 @@ class LangBotClient(SessionClient):
                 remember(str(key))  # returned in clear: never let one reach output
         return items
 
+    def ping(self, variant: str = "langbot") -> str:
+        return f"{len(self.list_models())} LLM model(s)"
+
     def read_state(self, variant: str = "langbot", desired: Desired | None = None,
                    memo: dict[str, Any] | None = None) -> LiveState:
         start = self.requests

@@ -74,6 +74,10 @@ class VapiClient(SessionClient):
 
     # -- reading ---------------------------------------------------------------
 
+    def ping(self, variant: str = "vapi") -> str:
+        custom = [c for c in reads.credentials(self.http) if c.get("provider") == CUSTOM_LLM]
+        return f"{len(custom)} custom-llm credential(s)"
+
     def read_state(self, variant: str = "vapi", desired: Desired | None = None,
                    memo: dict[str, Any] | None = None) -> LiveState:
         """Both lists at once: 2 requests (3 when 1,000 assistants need paging)."""

@@ -12,6 +12,9 @@ from convai_sync.emulator.faults import FAULT_MESSAGES, Faults, retry_after_head
 from convai_sync.providers.convai.emulator.orphans import OrphanWatch
 from convai_sync.providers.convai.emulator.seed import DIALECTS, normalize_seed
 from convai_sync.providers.convai.emulator.state import AccountState
+from convai_sync.errors import ConvaiSyncError
+
+ADD_CHARACTERS = "/_emulator/characters"  # the emulator's own route: see _add_characters
 
 
 class Emulator(AppEmulator):
@@ -53,9 +56,28 @@ class Emulator(AppEmulator):
         api_key = request.headers.get("CONVAI-API-KEY")
         key_ok = api_key is not None and hmac.compare_digest(
             api_key.encode("utf-8", "replace"), self.account_key.encode("utf-8"))
+        if request.path == ADD_CHARACTERS:
+            return self._add_characters(request, key_ok)
         route = endpoints.route(self.dialect, request.path)
         return endpoints.handle(self._state, route, request.path, request.method, key_ok,
                                 request.body, request.body_error)
+
+    def _add_characters(self, request: Request, key_ok: bool) -> Reply:
+        """The emulator's own route (not Convai's): characters are made in
+        Convai's UI, which has no API, so this stands in for it. Body: the seed
+        format's {"characters": [...]}; the same account key."""
+        if not key_ok:
+            return endpoints.error(endpoints.CHARACTER, 401, "")
+        if request.method != "POST" or request.body_error or set(request.body or {}) != {"characters"}:
+            return Reply(400, {"ERROR": 'POST a JSON object {"characters": [{character_id, '
+                                        'character_name, model_group_name, temperature}, ...]}'})
+        try:
+            added = normalize_seed({"characters": request.body["characters"]}, "body",
+                                   self._builtins)["characters"]
+        except ConvaiSyncError as exc:
+            return Reply(400, {"ERROR": str(exc)})
+        self._state.add_characters(added)  # the base holds the lock around handle()
+        return Reply(200, {"added": [c["character_id"] for c in added]}, committed=True)
 
     def watch(self, request: Request) -> OrphanCheck | None:
         route = endpoints.route(self.dialect, request.path)

@@ -43,6 +43,13 @@ class AccountState:
             record["timestamp"] = stamp
             self.characters[record["character_id"]] = record
 
+    def add_characters(self, characters: list[dict]) -> None:
+        """Add (or overwrite, by id) normalized characters, as the Convai UI would."""
+        stamp = now_iso()
+        for char in characters:
+            self.characters[char["character_id"]] = {**{k: char[k] for k in CHARACTER_FIELDS},
+                                                     "timestamp": stamp}
+
     def is_usable(self, model: str) -> bool:
         """A character may point at a built-in code or a registered model."""
         return model in self.builtins or model in self.models
