@@ -174,10 +174,13 @@ def warn_missing(resolved: ResolvedSecrets, plan: Plan) -> None:
 
 
 def run_apply(result: Plan, client: Client, keys: Keys, state: SyncState, opts: dict[str, Any],
-              auto_approve: bool, report_file: str | None) -> bool:
-    """Show, confirm, apply, report. Exits 1 when a change failed; returns
-    whether anything was applied (and so is worth verifying)."""
+              auto_approve: bool, report_file: str | None,
+              before: Callable[[], None] | None = None) -> bool:
+    """Show, check (`before`: may refuse), confirm, apply, report. Exits 1 when
+    a change failed; returns whether anything was applied (and so is worth verifying)."""
     emit_plan(result, "text")
+    if before is not None:
+        before()
     if not result.empty:
         confirm(auto_approve)
     report = apply_plan(result, client, keys, state, options(opts),
