@@ -35,8 +35,9 @@ def skip_options(f: Callable[..., Any]) -> Callable[..., Any]:
     f = click.option("--skip-check", "skip_check", multiple=True, metavar="MODEL",
                      help="Do not check this model's endpoint before binding (it is down on "
                           "purpose); repeatable.")(f)
-    f = click.option("--no-endpoint-check", is_flag=True,
-                     help="Check no endpoint before binding.")(f)
+    f = click.option("--no-endpoint-check", is_flag=True, envvar="CONVAI_SYNC_NO_ENDPOINT_CHECK",
+                     help="Check no endpoint before binding (e.g. where this machine cannot reach "
+                          "the endpoints the platform can) [env CONVAI_SYNC_NO_ENDPOINT_CHECK=1].")(f)
     return f
 
 

@@ -204,7 +204,11 @@ def _message(response: httpx.Response) -> str:
 
 def _reason(e: httpx.TransportError) -> str:
     text = str(e) or type(e).__name__
-    return "connection refused" if "refused" in text.lower() else text
+    if "refused" in text.lower():
+        return "connection refused"
+    if "name or service not known" in text.lower() or "nodename nor servname" in text.lower():
+        return "host not found"
+    return text
 
 
 def health_lines(results: Sequence[EndpointHealth], indent: str = "  ") -> list[str]:
