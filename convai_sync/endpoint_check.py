@@ -18,7 +18,7 @@ from typing import Any, Callable, Mapping, Sequence
 import httpx
 
 from .providers.base import Endpoint
-from .providers.transport import JsonTransport
+from .providers.transport import JsonTransport, SharedPool
 from .secrets import Secret, scrub
 
 MAX_WORKERS = 64  # endpoints checked at once; each holds one connection
@@ -73,12 +73,18 @@ def check_endpoints(endpoints: Sequence[Endpoint], keys: Mapping[str, Sequence[S
     """Every endpoint's health, in the order given, checked concurrently."""
     if not endpoints:
         return []
-    with ThreadPoolExecutor(max_workers=min(MAX_WORKERS, len(endpoints))) as pool:
-        return list(pool.map(lambda e: check_one(e, keys.get(e.model, ()), settings), endpoints))
+    workers = min(MAX_WORKERS, len(endpoints))
+    connections = SharedPool(workers)
+    try:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            return list(pool.map(lambda e: check_one(e, keys.get(e.model, ()), settings, connections),
+                                 endpoints))
+    finally:
+        connections.close()
 
 
-def check_one(endpoint: Endpoint, keys: Sequence[Secret] | Secret,
-              settings: CheckSettings) -> EndpointHealth:
+def check_one(endpoint: Endpoint, keys: Sequence[Secret] | Secret, settings: CheckSettings,
+              connections: SharedPool | None = None) -> EndpointHealth:
     keys = (keys,) if isinstance(keys, Secret) else keys
     if endpoint.model in settings.skip:
         return EndpointHealth(endpoint, Health.NOT_CHECKED, "skipped (--skip-check)")
@@ -87,7 +93,7 @@ def check_one(endpoint: Endpoint, keys: Sequence[Secret] | Secret,
     if not keys:
         return EndpointHealth(endpoint, Health.NOT_CHECKED,
                               f"${{{endpoint.key_var}}} is not set, so there is no key to send")
-    probe = _Probe(endpoint, keys[0], settings)
+    probe = _Probe(endpoint, keys[0], settings, connections)
     try:
         return probe.run()
     except _Verdict as v:
@@ -105,11 +111,12 @@ class _Verdict(Exception):
 class _Probe:
     """The two calls of one endpoint check."""
 
-    def __init__(self, endpoint: Endpoint, key: Secret, settings: CheckSettings):
+    def __init__(self, endpoint: Endpoint, key: Secret, settings: CheckSettings,
+                 connections: SharedPool | None):
         self.endpoint, self.settings = endpoint, settings
         self.http = JsonTransport(settings.route(endpoint.url),
                                   {"Authorization": f"Bearer {key.reveal()}"},
-                                  timeout=settings.timeout, pool_size=1)
+                                  timeout=settings.timeout, pool_size=1, shared=connections)
 
     def close(self) -> None:
         self.http.close()
