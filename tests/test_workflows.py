@@ -132,6 +132,17 @@ def test_drift_workflow_opens_updates_and_closes_one_issue() -> None:
     assert "DRIFT_CODE === '2'" in text
 
 
+def test_drift_workflow_checks_endpoints_with_every_model_key() -> None:
+    """A model endpoint that went down opens the drift issue too (exit 2)."""
+    step = next(s for s in load("drift.yml")["jobs"]["drift"]["steps"] if s.get("id") == "drift")
+    assert all("--check-endpoints" in line for line in step["run"].splitlines()
+               if "convai-sync drift" in line)
+    variables = {m.api_key_var for m in load_manifest(EXAMPLE).manifest.models}
+    assert variables <= set(step["env"])
+    for var in variables:
+        assert step["env"][var] == f"${{{{ secrets.{var} }}}}"
+
+
 @pytest.mark.parametrize("name", ["plan.yml", "apply.yml", "drift.yml"])
 def test_jobs_skip_with_a_notice_without_the_account_key(name: str) -> None:
     job = next(iter(load(name)["jobs"].values()))
