@@ -136,7 +136,7 @@ def test_drift_workflow_checks_endpoints_with_every_model_key() -> None:
     """A model endpoint that went down opens the drift issue too (exit 2)."""
     step = next(s for s in load("drift.yml")["jobs"]["drift"]["steps"] if s.get("id") == "drift")
     assert all("--check-endpoints" in line for line in step["run"].splitlines()
-               if "convai-sync drift" in line)
+               if line.strip().startswith("convai-sync drift "))
     variables = {m.api_key_var for m in load_manifest(EXAMPLE).manifest.models}
     assert variables <= set(step["env"])
     for var in variables:
