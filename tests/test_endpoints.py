@@ -282,6 +282,32 @@ def test_a_skip_flag_binds_onto_an_endpoint_known_to_be_down(
     assert not any(q.path.startswith("/down") for q in stub.requests)
 
 
+def test_a_slow_endpoint_does_not_refuse_but_is_noted(
+        run: Callable[..., Result], make_emulator: Callable[..., Emulator], stub: OpenAIStub,
+        tmp_path: Path) -> None:
+    emu = make_emulator()
+    m = write(tmp_path, demo_models(stub, new_mode="slow/v1"),
+              [{"char_id": MARA, "model_group_name": "edge-new"}])
+    r = run("apply", "-f", m, "--api-url", emu.url, "--auto-approve", "--slow-after", "0.1")
+    assert r.code == 0, r.output
+    assert "Note: model 'edge-new' endpoint slow:" in r.stderr
+    assert emu.characters()[MARA]["model_group_name"] == "edge-new"
+
+
+def test_a_saved_plan_without_its_manifest_says_nothing_was_checked(
+        run: Callable[..., Result], make_emulator: Callable[..., Emulator], stub: OpenAIStub,
+        tmp_path: Path) -> None:
+    emu = make_emulator()
+    m = write(tmp_path, demo_models(stub), [{"char_id": MARA, "model_group_name": "edge-new"}])
+    plan_file = str(tmp_path / "plan.json")
+    assert run("plan", "-f", m, "--api-url", emu.url, "--out", plan_file).code == 0
+    Path(m).unlink()
+    r = run("apply", plan_file, "--api-url", emu.url, "--auto-approve")
+    assert r.code == 0, r.output
+    assert "the manifest is not here, so no endpoint was checked" in r.stderr
+    assert stub.requests == []
+
+
 def test_skip_check_of_a_model_the_manifest_lacks_is_an_error(
         run: Callable[..., Result], make_emulator: Callable[..., Emulator], stub: OpenAIStub,
         tmp_path: Path) -> None:
