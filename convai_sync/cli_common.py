@@ -73,7 +73,8 @@ def _account_options(f: Callable[..., Any], parallelism: str, state: str) -> Cal
                           "https://api.convai.com].")(f)
     f = click.option("--emulator", is_flag=True,
                      help="Run against an in-process emulator seeded with demo state (a fresh one each "
-                          "run: a second plan after an apply shows the same changes).")(f)
+                          "run: a second plan after an apply shows the same changes; model endpoints: "
+                          "a loopback OpenAI-compatible stub).")(f)
     # 10: measured in bench/RESULTS.md (within 1.3x of the round-trip bound; as Terraform/decK)
     f = click.option("--parallelism", type=click.IntRange(1, 64), default=10, show_default=True,
                      help=parallelism)(f)

@@ -411,6 +411,7 @@ def test_drift_with_a_failing_endpoint_exits_2_even_when_in_sync(
     assert health["url"] == f"{stub.url}/down/v1" and health["upstream_model"] == "gpt-4o-mini"
     md = run("drift", "-f", m, "--api-url", emu.url, "--check-endpoints", "--format", "markdown")
     assert md.code == 2
+    assert "**In sync, but an endpoint is failing.**" in md.stdout and "In sync.**" not in md.stdout
     assert "\U0001f534 **1 endpoint failing:** characters on it stop answering." in md.stdout
     assert "| `studio-turbo` | failing |" in md.stdout
 

@@ -48,7 +48,10 @@ def render_drift_markdown(plan: Plan, unchecked: list[Unchecked], *, source: str
     """A drift report: what applying the manifest would change now."""
     where = _code(source) if source else "the manifest"
     title = "convai-sync drift" + (f" for {_code(source)}" if source else "")
-    if plan.empty:
+    if plan.empty and any(r.failed for r in endpoints or ()):
+        status = (f"\u26a0\ufe0f **In sync, but an endpoint is failing.** The account matches "
+                  f"{where}; fix the endpoint, or move its {plan.noun}s to another model.")
+    elif plan.empty:
         status = f"\u2705 **In sync.** The account matches {where}."
     else:
         status = (f"\u26a0\ufe0f **Drift detected:** the account differs from {where} in "
