@@ -93,7 +93,10 @@ def check_one(endpoint: Endpoint, keys: Sequence[Secret] | Secret, settings: Che
     if not keys:
         return EndpointHealth(endpoint, Health.NOT_CHECKED,
                               f"${{{endpoint.key_var}}} is not set, so there is no key to send")
-    probe = _Probe(endpoint, keys[0], settings, connections)
+    try:
+        probe = _Probe(endpoint, keys[0], settings, connections)
+    except httpx.InvalidURL as e:
+        return EndpointHealth(endpoint, Health.FAILING, f"{endpoint.url} is not a usable URL: {e}")
     try:
         return probe.run()
     except _Verdict as v:
@@ -131,8 +134,12 @@ class _Probe:
         started = time.monotonic()
         chat = self._call("POST", "/chat/completions", body)
         latency = (time.monotonic() - started) * 1000
-        if chat.status_code == 200:
+        if chat.status_code == 200 and _is_completion(chat):
             return self._answered(latency)
+        if chat.status_code == 200:
+            raise _Verdict(Health.FAILING, f"POST /chat/completions at {self.endpoint.url} answered "
+                           "HTTP 200 but not with a chat completion; is the base URL right "
+                           "(does it need /v1)?")
         raise self._chat_failure(chat, listing.status_code, listed)
 
     def _call(self, method: str, path: str, body: Any = None) -> httpx.Response:
@@ -181,6 +188,11 @@ def _json(response: httpx.Response) -> Any:
         return response.json()
     except ValueError:
         return None
+
+
+def _is_completion(response: httpx.Response) -> bool:
+    data = _json(response)
+    return isinstance(data, dict) and isinstance(data.get("choices"), list)
 
 
 def _model_ids(response: httpx.Response) -> list[str] | None:

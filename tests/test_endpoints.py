@@ -146,6 +146,30 @@ def test_a_base_url_with_neither_route_asks_whether_it_is_right(
     assert " failing " in lines_of(r)["bare"] and "does it need /v1" in r.stdout
 
 
+class WebPage(OpenAIStub):
+    """A web server that answers 200 to everything, as a site's front page does."""
+
+    def handle(self, request: Request) -> Reply:
+        return Reply(200, "<html>Welcome</html>")
+
+
+def test_a_200_that_is_not_a_chat_completion_is_failing(
+        run: Callable[..., Result], make_emulator: Callable[..., Emulator],
+        make_stub: Callable[..., OpenAIStub], tmp_path: Path) -> None:
+    stub = make_stub(WebPage)
+    r = run("check", "-f", write(tmp_path, [model("site", stub.url)]), "--api-url", make_emulator().url)
+    assert r.code == 1
+    assert " failing " in lines_of(r)["site"] and "not with a chat completion" in r.stdout
+
+
+def test_a_url_httpx_cannot_use_is_failing_not_a_crash(
+        run: Callable[..., Result], make_emulator: Callable[..., Emulator], tmp_path: Path) -> None:
+    m = write(tmp_path, [model("typo", "http://ex\u00e4mple..com/v1")])
+    r = run("check", "-f", m, "--api-url", make_emulator().url)
+    assert r.code == 1 and "internal error" not in r.output
+    assert " failing " in lines_of(r)["typo"] and "is not a usable URL" in r.stdout
+
+
 def test_a_slow_endpoint_fails_check_but_only_past_the_threshold(
         run: Callable[..., Result], make_emulator: Callable[..., Emulator], stub: OpenAIStub,
         tmp_path: Path) -> None:
