@@ -170,6 +170,34 @@ def test_a_url_httpx_cannot_use_is_failing_not_a_crash(
     assert " failing " in lines_of(r)["typo"] and "is not a usable URL" in r.stdout
 
 
+class BadRequests(OpenAIStub):
+    """A proxy that answers 400 where OpenAI answers 404, with or without its code."""
+
+    code: str | None = "model_not_found"
+
+    def _chat(self, request: Request, model: str, mode: str) -> Reply:
+        if model == "gpt-4o-mini":
+            return Reply(400, {"error": {"message": "max_tokens is too small", "code": None}})
+        reply = super()._chat(request, model, mode)
+        if reply.status == 404:
+            reply.status, reply.body["error"]["code"] = 400, self.code
+        return reply
+
+
+@pytest.mark.parametrize("code", ["model_not_found", None])
+def test_a_400_about_the_model_is_model_not_served_and_any_other_400_is_failing(
+        run: Callable[..., Result], make_emulator: Callable[..., Emulator],
+        make_stub: Callable[..., OpenAIStub], tmp_path: Path, code: str | None) -> None:
+    """Without OpenAI's code, a 400 is about the model when /models does not list it."""
+    stub = make_stub(type("Stub", (BadRequests,), {"code": code}), models={"gpt-4o-mini"})
+    m = write(tmp_path, [model("listed", f"{stub.url}/v1"), model("unlisted", f"{stub.url}/v1", "gpt-9")])
+    r = run("check", "-f", m, "--api-url", make_emulator().url)
+    lines = lines_of(r)
+    assert r.code == 1
+    assert " model not served " in lines["unlisted"] and "HTTP 400" in lines["unlisted"]
+    assert " failing " in lines["listed"] and "max_tokens is too small" in lines["listed"]
+
+
 def test_a_slow_endpoint_fails_check_but_only_past_the_threshold(
         run: Callable[..., Result], make_emulator: Callable[..., Emulator], stub: OpenAIStub,
         tmp_path: Path) -> None:
