@@ -85,6 +85,7 @@ def check_endpoints(endpoints: Sequence[Endpoint], keys: Mapping[str, Sequence[S
 
 def check_one(endpoint: Endpoint, keys: Sequence[Secret] | Secret, settings: CheckSettings,
               connections: SharedPool | None = None) -> EndpointHealth:
+    """One endpoint's health; never raises for what the endpoint does."""
     keys = (keys,) if isinstance(keys, Secret) else keys
     if endpoint.model in settings.skip:
         return EndpointHealth(endpoint, Health.NOT_CHECKED, "skipped (--skip-check)")

@@ -210,13 +210,13 @@ def test_a_slow_endpoint_fails_check_but_only_past_the_threshold(
 def test_no_answer_within_the_timeout_is_unreachable(
         run: Callable[..., Result], make_emulator: Callable[..., Emulator],
         make_stub: Callable[..., OpenAIStub], tmp_path: Path) -> None:
-    stub = make_stub(slow_ms=1500)
+    stub = make_stub(slow_ms=3000)
     m = write(tmp_path, [model("hung", f"{stub.url}/slow/v1")])
     started = time.monotonic()
     r = run("check", "-f", m, "--api-url", make_emulator().url, "--endpoint-timeout", "0.3")
     assert r.code == 1
     assert " unreachable " in lines_of(r)["hung"] and "no answer within 0.3 s" in r.stdout
-    assert time.monotonic() - started < 1.4
+    assert time.monotonic() - started < 2.5
 
 
 def test_endpoints_are_checked_concurrently(run: Callable[..., Result], make_emulator: Callable[..., Emulator],
@@ -228,7 +228,7 @@ def test_endpoints_are_checked_concurrently(run: Callable[..., Result], make_emu
     r = run("check", "-f", m, "--api-url", emu.url, "--slow-after", "5")
     elapsed = time.monotonic() - started
     assert r.code == 0, r.output
-    assert elapsed < 2.0, f"12 endpoints at 2 x 300 ms took {elapsed:.2f} s: not concurrent"
+    assert elapsed < 3.0, f"12 endpoints at 2 x 300 ms took {elapsed:.2f} s: not concurrent"
 
 
 def test_an_unset_key_is_not_checked_and_fails_check(
