@@ -50,8 +50,10 @@ class EndpointHealth:
         return self.health in FAILED
 
     def line(self, width: int = 0) -> str:
+        """model, status, why; a failure also says where the model is declared."""
         e = self.endpoint
-        return scrub(f"{e.model:<{width}}  {self.health.value:<16}  {self.why}")
+        where = f" ({e.where})" if self.failed else ""
+        return scrub(f"{e.model:<{width}}  {self.health.value:<16}  {self.why}{where}")
 
     def to_json(self) -> dict[str, Any]:
         e = self.endpoint

@@ -107,6 +107,7 @@ def test_check_names_each_mode_and_why(run: Callable[..., Result], make_emulator
     assert " ok " in lines["fine"] and "serves gpt-4o-mini at" in lines["fine"]
     assert " slow " in lines["sluggish"] and "over 200 ms" in lines["sluggish"]
     assert " failing " in lines["crashing"] and "HTTP 500" in lines["crashing"]
+    assert lines["crashing"].endswith(f"({m}:13)") and f"({m}:" not in lines["fine"]
     assert " unreachable " in lines["closed"] and "connection refused" in lines["closed"]
     assert " key refused " in lines["badkey"] and "${STUDIO_GATEWAY_KEY} was refused" in lines["badkey"]
     assert [q.path for q in stub.requests if q.path.startswith("/wrong-key")] == ["/wrong-key/v1/models"]
