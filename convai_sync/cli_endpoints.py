@@ -3,7 +3,9 @@ share, and apply's check before its first write. Parse, call, render; the
 logic lives in endpoint_check.py and preflight.py."""
 from __future__ import annotations
 
+import json
 import sys
+from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
 import click
@@ -69,23 +71,37 @@ def check_all(loaded: LoadedManifest, keys: Mapping[str, Sequence[Secret]],
 @manifest_option
 @read_options
 @endpoint_options
-def check_command(manifest_path: str, **opts: Any) -> None:
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              show_default=True)
+def check_command(manifest_path: str, fmt: str, **opts: Any) -> None:
     """Check the account key, then every model's endpoint as the platform calls
     it (GET /models, a one-token chat completion), concurrently. Exit 0 when
     all are healthy, 1 otherwise. Keys are never printed."""
     loaded = load_manifest(manifest_path)
     resolved = manifest_secrets(loaded, opts["emulator"])
-    account_ok = _check_account(loaded, opts)
+    account = _check_account(loaded, opts)
     results = check_all(loaded, resolved.keys, opts)
-    click.echo(f"Endpoints of {manifest_path}, checked concurrently:")
-    for line in health_lines(results):
-        click.echo(line)
-    click.echo(health_summary(results))
-    healthy = all(r.health is Health.OK for r in results)
-    sys.exit(EXIT_OK if account_ok and healthy else EXIT_ERROR)
+    healthy = account.ok and all(r.health is Health.OK for r in results)
+    if fmt == "json":
+        click.echo(json.dumps({"format_version": 1, "manifest": manifest_path, "healthy": healthy,
+                               "account": {"ok": account.ok, "message": account.message},
+                               "endpoints": [r.to_json() for r in results]}, indent=2))
+    else:
+        click.echo(f"Account: {account.message}")
+        click.echo(f"Endpoints of {manifest_path}, checked concurrently:")
+        for line in health_lines(results):
+            click.echo(line)
+        click.echo(health_summary(results))
+    sys.exit(EXIT_OK if healthy else EXIT_ERROR)
 
 
-def _check_account(loaded: LoadedManifest, opts: dict[str, Any]) -> bool:
+@dataclass(frozen=True)
+class _Account:
+    ok: bool
+    message: str
+
+
+def _check_account(loaded: LoadedManifest, opts: dict[str, Any]) -> _Account:
     """One read of the account (the engine's own): the account key works."""
     title = loaded.platform.title
     try:
@@ -94,12 +110,10 @@ def _check_account(loaded: LoadedManifest, opts: dict[str, Any]) -> bool:
                              options(opts))
             where = "the emulator" if opts["emulator"] else client.base_url
     except ConvaiSyncError as e:
-        click.echo(scrub(f"Account: {title}: failed: {e}"))
-        return False
+        return _Account(False, scrub(f"{title}: failed: {e}"))
     noun = loaded.platform.consumer_noun
-    click.echo(f"Account: {title} at {where}: key accepted (read "
-               f"{count(len(live.models), 'model')}, {count(len(live.consumers), noun)}).")
-    return True
+    return _Account(True, f"{title} at {where}: key accepted (read "
+                          f"{count(len(live.models), 'model')}, {count(len(live.consumers), noun)}).")
 
 
 def before_binding(loaded: LoadedManifest | None, plan: Plan,
@@ -122,6 +136,6 @@ def before_binding(loaded: LoadedManifest | None, plan: Plan,
                 click.echo(f"Note: model '{r.endpoint.model}' endpoint {r.health.value}: {r.why}",
                            err=True)
         if results:
-            click.echo(f"Checked the endpoints {plan.noun}s will move onto: "
+            click.echo(f"Checked the endpoints {plan.noun}s will move onto. "
                        f"{health_summary(results)}", err=True)
     return run

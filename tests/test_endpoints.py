@@ -131,6 +131,10 @@ def test_check_exits_0_when_every_endpoint_and_the_account_are_healthy(
     chats = [q.body for q in stub.requests if q.path.endswith("/chat/completions")]
     assert sorted(c["model"] for c in chats) == ["gpt-4o-mini", "m-new"]
     assert all(c["max_tokens"] == 1 for c in chats)
+    doc = json.loads(run("check", "-f", m, "--api-url", emu.url, "--format", "json").stdout)
+    assert doc["healthy"] is True and doc["account"]["ok"] is True
+    assert [(e["model"], e["status"], e["upstream_model"]) for e in doc["endpoints"]] == [
+        ("a", "ok", "gpt-4o-mini"), ("b", "ok", "m-new")]
 
 
 class NoRoutes(OpenAIStub):
@@ -253,6 +257,9 @@ def test_a_refused_account_key_fails_check_and_endpoints_are_still_checked(
     assert "Account: Convai: failed:" in r.stdout and "HTTP 401" in r.stdout
     assert " ok " in lines_of(r)["a"]
     assert "wrong-account-key-4242" not in r.output
+    doc = json.loads(run("check", "-f", m, "--api-url", emu.url, "--format", "json").stdout)
+    assert doc["healthy"] is False and doc["account"]["ok"] is False
+    assert [e["status"] for e in doc["endpoints"]] == ["ok"]
 
 
 class EchoingStub(OpenAIStub):
@@ -382,7 +389,7 @@ def test_apply_checks_only_endpoints_characters_move_onto(
                {"char_id": OREN, "model_group_name": "edge-new"}])
     r = run("apply", "-f", m, "--api-url", emu.url, "--auto-approve")
     assert r.code == 0, r.output
-    assert "Checked the endpoints characters will move onto: 1 endpoint: 1 ok." in r.stderr
+    assert "Checked the endpoints characters will move onto. 1 endpoint: 1 ok." in r.stderr
     assert [q.body["model"] for q in stub.requests if q.path.endswith("/chat/completions")] == ["m-new"]
     assert emu.characters()[OREN]["model_group_name"] == "edge-new"
 
