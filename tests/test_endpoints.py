@@ -287,7 +287,8 @@ def test_no_key_in_any_output_of_check_or_drift_whatever_the_endpoints_answer(
                                var=("STUDIO_GATEWAY_KEY", "STUDIO_VLLM_KEY")[i % 2])
                          for i, mode in enumerate(modes)])
     emu = make_emulator()
-    results = [run("check", "-f", m, "--api-url", emu.url, "-vv"),
+    check_format = "json" if formats == "json" else "text"
+    results = [run("check", "-f", m, "--api-url", emu.url, "-vv", "--format", check_format),
                run("drift", "-f", m, "--api-url", emu.url, "--check-endpoints", "--format", formats),
                run("apply", "-f", m, "--api-url", emu.url, "--auto-approve")]
     assert [r.code for r in results] == [1, 2, 1]
