@@ -137,34 +137,25 @@ def test_check_exits_0_when_every_endpoint_and_the_account_are_healthy(
         ("a", "ok", "gpt-4o-mini"), ("b", "ok", "m-new")]
 
 
-class NoRoutes(OpenAIStub):
+class WrongBaseUrl(OpenAIStub):
+    """Not an OpenAI-compatible API under this URL: `status` to everything (404: no
+    such routes; 200: a web page, as a site's front page answers)."""
+
+    status = 404
+
     def handle(self, request: Request) -> Reply:
-        return Reply(404, {"detail": "Not Found"})
+        return Reply(self.status, {"detail": "Not Found"} if self.status == 404 else "<html>Hi</html>")
 
 
-def test_a_base_url_with_neither_route_asks_whether_it_is_right(
+@pytest.mark.parametrize("status, why", [(404, "neither GET /models nor POST /chat/completions"),
+                                         (200, "answered HTTP 200 but not with a chat completion")])
+def test_a_base_url_that_is_no_openai_api_is_failing_and_asks_whether_it_is_right(
         run: Callable[..., Result], make_emulator: Callable[..., Emulator],
-        make_stub: Callable[..., OpenAIStub], tmp_path: Path) -> None:
-    stub = make_stub(NoRoutes)
+        make_stub: Callable[..., OpenAIStub], tmp_path: Path, status: int, why: str) -> None:
+    stub = make_stub(type("Stub", (WrongBaseUrl,), {"status": status}))
     r = run("check", "-f", write(tmp_path, [model("bare", stub.url)]), "--api-url", make_emulator().url)
     assert r.code == 1
-    assert " failing " in lines_of(r)["bare"] and "does it need /v1" in r.stdout
-
-
-class WebPage(OpenAIStub):
-    """A web server that answers 200 to everything, as a site's front page does."""
-
-    def handle(self, request: Request) -> Reply:
-        return Reply(200, "<html>Welcome</html>")
-
-
-def test_a_200_that_is_not_a_chat_completion_is_failing(
-        run: Callable[..., Result], make_emulator: Callable[..., Emulator],
-        make_stub: Callable[..., OpenAIStub], tmp_path: Path) -> None:
-    stub = make_stub(WebPage)
-    r = run("check", "-f", write(tmp_path, [model("site", stub.url)]), "--api-url", make_emulator().url)
-    assert r.code == 1
-    assert " failing " in lines_of(r)["site"] and "not with a chat completion" in r.stdout
+    assert " failing " in lines_of(r)["bare"] and why in r.stdout and "does it need /v1" in r.stdout
 
 
 def test_a_url_httpx_cannot_use_is_failing_not_a_crash(
