@@ -72,7 +72,7 @@ def check_all(loaded: LoadedManifest, keys: Mapping[str, Sequence[Secret]],
 @read_options
 @endpoint_options
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
-              show_default=True)
+              show_default=True, help="One line per model, or a JSON document for scripts.")
 def check_command(manifest_path: str, fmt: str, **opts: Any) -> None:
     """Check the account key, then every model's endpoint as the platform calls
     it (GET /models, a one-token chat completion), concurrently. Exit 0 when
