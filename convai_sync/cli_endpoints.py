@@ -67,7 +67,7 @@ def check_all(loaded: LoadedManifest, keys: Mapping[str, Sequence[Secret]],
         return check_endpoints(loaded.platform.endpoints(loaded.desired), keys, settings(opts, route))
 
 
-@click.command("check")
+@click.command("check", short_help="Check the account key and every model's endpoint; exit 0 or 1.")
 @manifest_option
 @read_options
 @endpoint_options
