@@ -18,6 +18,7 @@ from .cli_common import (EXIT_CHANGES, EXIT_ERROR, EXIT_OK, FORMATS, account_lab
                          brake_options, color_option, emit_plan, manifest_option, manifest_secrets,
                          options, platform_named, read_options, require_keys, run_apply,
                          scope_options, target, verify_converged, warn_missing, write_json)
+from .cli_endpoints import before_binding, check_command, endpoint_options, skip_options
 from .cli_gitops import COMMANDS, apply_saved_plan
 from .cli_markdown import markdown_options, markdown_settings
 from .cli_tools import import_command, ping_command
@@ -105,6 +106,8 @@ def plan(manifest_path: str, fmt: str, detailed_exitcode: bool, out_file: str | 
 @brake_options
 @scope_options
 @color_option
+@endpoint_options
+@skip_options
 @click.option("--auto-approve", is_flag=True, help="Apply without asking (apply PLANFILE never asks).")
 @click.option("--report-file", type=click.Path(dir_okay=False, writable=True), metavar="FILE",
               help="Write the apply report (every change: done, failed, not attempted) as JSON.")
@@ -112,7 +115,9 @@ def apply(manifest_path: str | None, auto_approve: bool, report_file: str | None
           plan_file: str | None = None, **opts: Any) -> None:
     """Plan, confirm, then apply phase by phase. With PLANFILE (from plan --out):
     apply exactly that plan without asking (it was reviewed), or refuse, writing
-    nothing, if the account or the manifest changed."""
+    nothing, if the account or the manifest changed. Before the first write, the
+    endpoints consumers will move onto are checked: one that fails refuses the
+    apply, writing nothing (see --skip-check)."""
     if (manifest_path is None) == (plan_file is None):
         raise click.UsageError("pass exactly one of -f MANIFEST and a saved PLANFILE")
     if plan_file is not None:
@@ -126,7 +131,8 @@ def apply(manifest_path: str | None, auto_approve: bool, report_file: str | None
         state = sync_state(loaded.path, loaded.environment, client, options(opts))
         result = make_plan(loaded, client, options(opts), state)
         require_keys(resolved, result)
-        if run_apply(result, client, resolved.keys, state, opts, auto_approve, report_file):
+        check = before_binding(loaded, result, resolved.keys, opts)
+        if run_apply(result, client, resolved.keys, state, opts, auto_approve, report_file, check):
             verify_converged(loaded, client, opts, state, result)
 
 
@@ -134,6 +140,7 @@ def _register_extra_commands() -> None:
     cli.add_command(emulator_command, "emulator")
     cli.add_command(ping_command, "ping")
     cli.add_command(import_command, "import")
+    cli.add_command(check_command, "check")
     for name, command in COMMANDS.items():
         cli.add_command(command, name)
 

@@ -128,18 +128,26 @@ def test_checkouts_keep_no_credentials(name: str) -> None:
         assert checkout["with"] == {"persist-credentials": False}
 
 
-@pytest.mark.parametrize("name, command", [("plan.yml", "plan"), ("drift.yml", "drift")])
-def test_plan_and_drift_read_every_environment_without_model_keys(name: str, command: str) -> None:
+@pytest.mark.parametrize("name, command, suffix", [("plan.yml", "plan", "plan"),
+                                                   ("drift.yml", "drift", "drift")])
+def test_plan_and_drift_read_every_environment(name: str, command: str, suffix: str) -> None:
     [job] = load(name)["jobs"].values()
     assert job["strategy"]["matrix"]["environment"] == ENVIRONMENTS
     assert job["strategy"]["fail-fast"] is False
     step = action_step(job)
     for env in ENVIRONMENTS:
         ctx = {"matrix": {"environment": env}}
-        assert render(job["environment"], ctx) == f"{env}-plan"
+        assert render(job["environment"], ctx) == f"{env}-{suffix}"
         assert (ROOT / render(step["with"]["manifest"], ctx)).is_file()
-    assert step["with"] == {"command": command, "manifest": "manifests/${{ matrix.environment }}.yaml"}
-    assert step["env"] == ACCOUNT_ENV  # the account of any platform, and no model key, no `secrets`
+    assert {k: v for k, v in step["with"].items() if k in ("command", "manifest")} == {
+        "command": command, "manifest": "manifests/${{ matrix.environment }}.yaml"}
+    assert step["env"] == ACCOUNT_ENV  # the account of any platform
+
+
+def test_plan_never_gets_a_model_key() -> None:
+    """plan runs a pull request's code: only the account key of ENV-plan, no `secrets`."""
+    step = action_step(next(iter(load("plan.yml")["jobs"].values())))
+    assert "secrets" not in step["with"] and step["env"] == ACCOUNT_ENV
 
 
 def test_apply_runs_the_environments_in_order_one_at_a_time() -> None:
@@ -190,3 +198,11 @@ def test_ci_runs_the_readme_test_command() -> None:
     assert "push" in triggers and "pull_request" in triggers
 
 
+def test_drift_workflow_checks_endpoints_with_the_model_keys() -> None:
+    """A model endpoint that went down opens the drift issue too (exit 2): the
+    drift step asks the action for endpoint checks and passes the secrets the
+    model keys come from."""
+    step = next(s for s in load("drift.yml")["jobs"]["drift"]["steps"] if s.get("uses") == "./")
+    assert step["with"]["command"] == "drift"
+    assert step["with"]["check-endpoints"] is True
+    assert step["with"]["secrets"] == "${{ toJSON(secrets) }}"

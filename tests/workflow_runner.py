@@ -125,7 +125,10 @@ class WorkflowRunner:
         temp.mkdir(parents=True)
         event_file = temp / "event.json"
         event_file.write_text(json.dumps(event))
+        # the example manifests point at endpoints that do not exist: apply's endpoint
+        # check is off here as in the rest of the suite (conftest.py)
         job_env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", str(temp)), "LANG": "C.UTF-8",
+                   "CONVAI_SYNC_NO_ENDPOINT_CHECK": "1",
                    "RUNNER_TEMP": str(temp), "GITHUB_WORKSPACE": str(workdir), "GITHUB_API_URL": self.github.url,
                    "GITHUB_SERVER_URL": "https://github.test", "GITHUB_REPOSITORY": self.github.repo,
                    "GITHUB_RUN_ID": str(self.runs), "GITHUB_EVENT_NAME": event_name,

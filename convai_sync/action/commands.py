@@ -253,7 +253,9 @@ def run_drift(job: Job) -> int:
         annotate("notice", f"{checked.key_var} is not set: skipping drift detection of {job.manifest}.")
         job.set_output("mode", "skipped")
         return 0
-    ran = cli("drift", "-f", job.manifest, "--format", "markdown", "--full-plan-url", job.run_url)
+    endpoints = ("--check-endpoints",) if job.check_endpoints else ()
+    ran = cli("drift", "-f", job.manifest, "--format", "markdown", "--full-plan-url", job.run_url,
+              *endpoints)
     job.set_output("has-changes", "true" if ran.code == 2 else "false")
     if ran.code not in (0, 2):
         job.summary(comments.failure_comment("drift", env_name, job.manifest, "Drift detection failed",

@@ -29,6 +29,7 @@ class Job:
     on_unreviewed: str
     comment: bool
     commit_state: bool
+    check_endpoints: bool            # drift: also check every model's endpoint
     secrets: dict[str, str]          # toJSON(secrets), when the caller passes them
     github: GitHub | None            # None: no token, so nothing is posted
     event: dict[str, Any]
@@ -59,7 +60,8 @@ class Job:
             command=command, manifest=manifest, environment=env.get("INPUT_ENVIRONMENT", "").strip(),
             plan_file=env.get("INPUT_PLAN_FILE", "").strip(),
             on_unreviewed=on_unreviewed, comment=_flag(env, "COMMENT", True),
-            commit_state=_flag(env, "COMMIT_STATE", True), secrets=_secrets(env.get("INPUT_SECRETS", "")),
+            commit_state=_flag(env, "COMMIT_STATE", True),
+            check_endpoints=_flag(env, "CHECK_ENDPOINTS", False), secrets=_secrets(env.get("INPUT_SECRETS", "")),
             github=GitHub(env.get("GITHUB_API_URL", "https://api.github.com"), repo, token) if token and repo else None,
             event=_event(env.get("GITHUB_EVENT_PATH")), event_name=env.get("GITHUB_EVENT_NAME", ""),
             sha=env.get("GITHUB_SHA", ""), ref_name=env.get("GITHUB_REF_NAME", ""),
