@@ -41,9 +41,7 @@ Results: RESULTS.md ("LangBot").
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
-import io
 import json
 import math
 import multiprocessing
@@ -207,7 +205,7 @@ def run(host: EmulatorHost, pipelines: int, models: int, parallelism: int,
         options = Options(BRAKES, str(Path(tmp) / "langbot.state.json"), False, parallelism)
         host.ask("reset", (seed, latency_ms))
         with LangBotClient(host.url, KEY, parallelism=parallelism) as client:
-            state = sync_state(str(path), client, options)
+            state = sync_state(str(path), loaded.environment, client, options)
             t0 = time.perf_counter()
             live = read_live(loaded, client, state, options)
             plan = make_plan(loaded, client, options, state, live)
@@ -401,16 +399,10 @@ class ApplyTimer:
 
 def cli(*argv: str) -> tuple[int, str, str, float]:
     """Run `convai-sync ARGV` in this process: exit code, stdout, stderr, wall time."""
-    from convai_sync.cli import main as cli_main
-    out, err = io.StringIO(), io.StringIO()
+    from convai_sync.cli import run_captured
     t0 = time.perf_counter()
-    code = 0
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            cli_main(list(argv))
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    return code, out.getvalue(), err.getvalue(), time.perf_counter() - t0
+    code, out, err = run_captured(list(argv))
+    return code, out, err, time.perf_counter() - t0
 
 
 def server_cpu(lb: Any) -> float:

@@ -6,7 +6,7 @@ import contextlib
 import os
 import sys
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 from .providers.base import Client, Platform
 from .retry import RetryPolicy
@@ -45,3 +45,20 @@ def open_account(target: Target, platform: Platform | None = None) -> Iterator[C
                                                      parallelism=target.parallelism,
                                                      retry=target.retry)) as client:
             yield client
+
+
+@contextlib.contextmanager
+def endpoint_route(emulator: bool) -> Iterator[Callable[[str], str]]:
+    """Where endpoint checks send each model URL's requests: to the URL itself,
+    or, with --emulator, to a loopback OpenAI-compatible stub that serves every
+    URL under its own path (so the demo's example URLs answer, and nothing
+    leaves this machine)."""
+    if not emulator:
+        yield str
+        return
+    from .emulator.openai_stub import OpenAIStub
+    with OpenAIStub() as stub:
+        print(f"Using the built-in OpenAI-compatible stub at {stub.url} for model endpoints "
+              "(a mode word in a URL or model name - slow, down, wrong-key, unknown-model - "
+              "picks how it answers).", file=sys.stderr)
+        yield stub.route

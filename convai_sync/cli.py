@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import contextlib
+import io
+import json
 import logging
 import signal
 import sys
@@ -17,18 +19,20 @@ from .cli_common import (EXIT_CHANGES, EXIT_ERROR, EXIT_OK, FORMATS, account_lab
                          manifest_secrets, options, platform_named, read_options, require_keys,
                          run_apply, scope_options, target, verify_converged, warn_missing,
                          write_json)
+from .cli_endpoints import before_binding, check_command, endpoint_options, skip_options
 from .cli_gitops import COMMANDS, apply_saved_plan
 from .cli_markdown import markdown_options, markdown_settings
 from .cli_tools import import_command, ping_command
 from .emulator.cli import emulator_command
 from .engine import make_plan, read_live, sync_state
-from .errors import ConvaiSyncError
+from .errors import ConvaiSyncError, ManifestError
 from .manifest import load_manifest
 from .render.values import count
 from .render.markdown import render_failure_markdown
 from .saved_plan import saved_document
 from .escape import inline, terminal
 from .secrets import scrub
+from .validation import validation_report
 
 log = logging.getLogger("convai_sync")
 
@@ -41,13 +45,29 @@ def cli() -> None:
 
 
 @cli.command()
-@manifest_option
-def validate(manifest_path: str) -> None:
-    """Check a manifest offline: syntax, types, references. Exit 0 if valid."""
-    desired = load_manifest(manifest_path).desired
-    noun = platform_named(desired.platform).consumer_noun
-    click.echo(f"{manifest_path}: valid ({count(len(desired.models), 'model')}, "
-               f"{count(len(desired.consumers), noun)})")
+@click.option("-f", "--file", "manifest_paths", required=True, multiple=True, metavar="MANIFEST",
+              type=click.Path(dir_okay=True), help="The manifest (YAML); repeat for several.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="json: the verdict and every problem (file, line, message) on stdout; an "
+                   "array of them for several manifests.")
+def validate(manifest_paths: tuple[str, ...], fmt: str) -> None:
+    """Check manifests offline: syntax, types, references, includes. Exit 0 if all are valid."""
+    if fmt == "json":
+        reports = [validation_report(p) for p in manifest_paths]
+        click.echo(json.dumps(reports[0] if len(reports) == 1 else reports, indent=2))
+        sys.exit(EXIT_OK if all(r["valid"] for r in reports) else EXIT_ERROR)
+    problems = []
+    for path in manifest_paths:
+        try:
+            desired = load_manifest(path).desired
+        except ManifestError as e:
+            problems += e.problems
+            continue
+        noun = platform_named(desired.platform).consumer_noun
+        click.echo(f"{path}: valid ({count(len(desired.models), 'model')}, "
+                   f"{count(len(desired.consumers), noun)})")
+    if problems:
+        raise ManifestError(problems)
 
 
 @cli.command()
@@ -79,7 +99,7 @@ def _plan(manifest_path: str, fmt: str, detailed_exitcode: bool, out_file: str |
     loaded = load_manifest(manifest_path)
     resolved = manifest_secrets(loaded, opts["emulator"])
     with open_account(target(opts, loaded.desired.variant), loaded.platform) as client:
-        state = sync_state(loaded.path, client, options(opts))
+        state = sync_state(loaded.path, loaded.environment, client, options(opts))
         live = read_live(loaded, client, state, options(opts))
         result = make_plan(loaded, client, options(opts), state, live)
         account = account_label(opts, client)
@@ -100,7 +120,9 @@ def _plan(manifest_path: str, fmt: str, detailed_exitcode: bool, out_file: str |
 @brake_options
 @scope_options
 @color_option
-@click.option("--auto-approve", is_flag=True, help="Apply without asking.")
+@endpoint_options
+@skip_options
+@click.option("--auto-approve", is_flag=True, help="Apply without asking (apply PLANFILE never asks).")
 @click.option("--report-file", type=click.Path(dir_okay=False, writable=True), metavar="FILE",
               help="Write the apply report (every change: done, failed, not attempted) as JSON.")
 @click.option("--force-unlock", is_flag=True,
@@ -108,22 +130,26 @@ def _plan(manifest_path: str, fmt: str, detailed_exitcode: bool, out_file: str |
 def apply(manifest_path: str | None, auto_approve: bool, report_file: str | None,
           plan_file: str | None = None, **opts: Any) -> None:
     """Plan, confirm, then apply phase by phase. With PLANFILE (from plan --out):
-    apply exactly that plan, or refuse, writing nothing, if the account changed."""
+    apply exactly that plan without asking (it was reviewed), or refuse, writing
+    nothing, if the account or the manifest changed. Before the first write, the
+    endpoints consumers will move onto are checked: one that fails refuses the
+    apply, writing nothing (see --skip-check)."""
     if (manifest_path is None) == (plan_file is None):
         raise click.UsageError("pass exactly one of -f MANIFEST and a saved PLANFILE")
     if plan_file is not None:
         if opts["targets"] or opts["replace"]:
             raise click.UsageError("--target and --replace shape a plan: pass them to plan "
                                    "--out, not to apply PLANFILE (which applies exactly the saved plan)")
-        return apply_saved_plan(plan_file, auto_approve, report_file, opts)
+        return apply_saved_plan(plan_file, report_file, opts)
     loaded = load_manifest(manifest_path)
     resolved = manifest_secrets(loaded, opts["emulator"])
     with open_account(target(opts, loaded.desired.variant), loaded.platform) as client, \
             locked(client, loaded.path, opts):
-        state = sync_state(loaded.path, client, options(opts))
+        state = sync_state(loaded.path, loaded.environment, client, options(opts))
         result = make_plan(loaded, client, options(opts), state)
         require_keys(resolved, result)
-        if run_apply(result, client, resolved.keys, state, opts, auto_approve, report_file):
+        check = before_binding(loaded, result, resolved.keys, opts)
+        if run_apply(result, client, resolved.keys, state, opts, auto_approve, report_file, check):
             verify_converged(loaded, client, opts, state, result)
 
 
@@ -131,6 +157,7 @@ def _register_extra_commands() -> None:
     cli.add_command(emulator_command, "emulator")
     cli.add_command(ping_command, "ping")
     cli.add_command(import_command, "import")
+    cli.add_command(check_command, "check")
     for name, command in COMMANDS.items():
         cli.add_command(command, name)
 
@@ -179,3 +206,17 @@ def main(argv: list[str] | None = None) -> None:
                                 "convai-sync; please report it (run with -vv for the traceback).")),
                    err=True)
         sys.exit(EXIT_ERROR)
+
+
+def run_captured(argv: list[str]) -> tuple[int, str, str]:
+    """convai-sync in this process, exactly as the console script runs it:
+    (exit code, stdout, stderr). For callers that run many commands (the GitHub
+    Action's step, benchmarks) without an interpreter start each."""
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main(list(argv))
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    return code, out.getvalue(), err.getvalue()

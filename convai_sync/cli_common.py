@@ -76,7 +76,8 @@ def _account_options(f: Callable[..., Any], parallelism: str, state: str) -> Cal
                           "https://api.convai.com].")(f)
     f = click.option("--emulator", is_flag=True,
                      help="Run against an in-process emulator seeded with demo state (a fresh one each "
-                          "run: a second plan after an apply shows the same changes).")(f)
+                          "run: a second plan after an apply shows the same changes; model endpoints: "
+                          "a loopback OpenAI-compatible stub).")(f)
     # 10: measured in bench/RESULTS.md (within 1.3x of the round-trip bound; as Terraform/decK)
     f = click.option("--parallelism", type=click.IntRange(1, 64), default=10, show_default=True,
                      help=parallelism)(f)
@@ -178,10 +179,13 @@ def warn_missing(resolved: ResolvedSecrets, plan: Plan) -> None:
 
 
 def run_apply(result: Plan, client: Client, keys: Keys, state: SyncState, opts: dict[str, Any],
-              auto_approve: bool, report_file: str | None) -> bool:
-    """Show, confirm, apply, report. Exits 1 when a change failed; returns
-    whether anything was applied (and so is worth verifying)."""
+              auto_approve: bool, report_file: str | None,
+              before: Callable[[], None] | None = None) -> bool:
+    """Show, check (`before`: may refuse), confirm, apply, report. Exits 1 when
+    a change failed; returns whether anything was applied (and so is worth verifying)."""
     emit_plan(result, "text")
+    if before is not None:
+        before()
     if not result.empty:
         confirm(auto_approve)
     report = apply_plan(result, client, keys, state, options(opts),

@@ -13,11 +13,12 @@ import click
 
 from .account import EMULATOR_SECRET, open_account
 from .cli_common import (EXIT_CHANGES, EXIT_OK, FORMATS, account_label, brake_options,
-                         color_option, emit_plan, locked, stateless_options, manifest_option,
-                         options, plan_text, platform_named, read_options, run_apply, target,
-                         verify_converged, write_text)
+                         color_option, emit_plan, locked, manifest_option, manifest_secrets,
+                         options, plan_text, platform_named, read_options, run_apply,
+                         stateless_options, target, verify_converged, write_text)
+from .cli_endpoints import before_binding, check_all, endpoint_options
 from .cli_markdown import markdown_options, markdown_settings
-from .drift import drift_json, drift_text, unchecked_fields
+from .drift import drift_json, drift_text, drifted, unchecked_fields
 from .engine import apply_refusal, make_plan, read_live, reporting, sync_state
 from .errors import ConvaiSyncError
 from .escape import inline
@@ -32,10 +33,10 @@ from .schema import schema_text
 
 # -- apply PLANFILE -------------------------------------------------------------
 
-def apply_saved_plan(plan_file: str, auto_approve: bool, report_file: str | None,
-                     opts: dict[str, Any]) -> None:
+def apply_saved_plan(plan_file: str, report_file: str | None, opts: dict[str, Any]) -> None:
     """Apply exactly the saved changes, or refuse (writing nothing) when anything
-    the plan was made from has changed."""
+    the plan was made from has changed. No prompt, as in Terraform: the saved plan
+    is what was reviewed and approved."""
     saved = load_saved_plan(plan_file)
     loaded, reasons = saved.check_manifest()
     if reasons:
@@ -44,7 +45,7 @@ def apply_saved_plan(plan_file: str, auto_approve: bool, report_file: str | None
     target_platform = platform_named(saved.plan.platform)
     with open_account(target(opts, saved.plan.dialect), target_platform) as client, \
             locked(client, saved.manifest_path, opts):
-        state = sync_state(saved.manifest_path, client, options(opts))
+        state = sync_state(saved.manifest_path, saved.environment, client, options(opts))
         live = read_live_for(saved, client, state, loaded)
         reasons = saved.live_reasons(live)
         if reasons:
@@ -55,7 +56,8 @@ def apply_saved_plan(plan_file: str, auto_approve: bool, report_file: str | None
                        "whose live state matches the plan.", err=True)
         builtins = loaded.desired.builtins if loaded else target_platform.builtins() | saved.builtin_models
         saved.plan.verify_order(live, builtins)
-        if not run_apply(saved.plan, client, keys, state, opts, auto_approve, report_file):
+        check = before_binding(loaded, saved.plan, keys, opts)
+        if not run_apply(saved.plan, client, keys, state, opts, True, report_file, check):
             return
         if loaded is not None:
             verify_converged(loaded, client, opts, state, saved.plan)
@@ -85,28 +87,37 @@ def show_command(plan_file: str, fmt: str, **opts: Any) -> None:
 @brake_options
 @color_option
 @click.option("--format", "fmt", type=FORMATS, default="text", show_default=True)
+@click.option("--check-endpoints", is_flag=True,
+              help="Also check every model's endpoint (as `check` does); a failing one is drift.")
+@endpoint_options
 @markdown_options
-def drift_command(manifest_path: str, fmt: str, **opts: Any) -> None:
+def drift_command(manifest_path: str, fmt: str, check_endpoints: bool, **opts: Any) -> None:
     """Report how the account differs from the manifest; write nothing.
-    Exit 0 in sync, 2 drift, 1 error. The brake options say which brakes apply
-    would be run with (drift itself always shows every difference)."""
+    Exit 0 in sync, 2 drift (or, with --check-endpoints, an endpoint failing), 1 error.
+    The brake options say which brakes apply would be run with (drift itself
+    always shows every difference)."""
     markdown = markdown_settings(opts)
     loaded = load_manifest(manifest_path)
+    endpoints = None
+    if check_endpoints:
+        endpoints = check_all(loaded, manifest_secrets(loaded, opts["emulator"]).keys, opts)
     with open_account(target(opts, loaded.desired.variant), loaded.platform) as client:
-        state = sync_state(loaded.path, client, options(opts))
+        state = sync_state(loaded.path, loaded.environment, client, options(opts))
         live = read_live(loaded, client, state, options(opts))
         result = make_plan(loaded, client, reporting(options(opts)), state, live)
         refused = apply_refusal(loaded, client, options(opts), state, live)
         caps = client.capabilities()
     unchecked = unchecked_fields(loaded, live, caps)
     if fmt == "json":
-        click.echo(json.dumps(drift_json(result, unchecked, manifest_path, refused), indent=2))
+        click.echo(json.dumps(drift_json(result, unchecked, manifest_path, refused, endpoints),
+                              indent=2))
     elif fmt == "markdown":
         click.echo(render_drift_markdown(result, unchecked, source=manifest_path, refused=refused,
-                                         **markdown), nl=False)
+                                         endpoints=endpoints, **markdown), nl=False)
     else:
-        click.echo(drift_text(result, unchecked, manifest_path, plan_text(result), refused), nl=False)
-    sys.exit(EXIT_OK if result.empty else EXIT_CHANGES)
+        click.echo(drift_text(result, unchecked, manifest_path, plan_text(result), refused, endpoints),
+                   nl=False)
+    sys.exit(EXIT_CHANGES if drifted(result, endpoints) else EXIT_OK)
 
 
 # -- export -----------------------------------------------------------------------

@@ -2,13 +2,16 @@
 
 There is no second differ: drift is the plan that apply would run now, and an
 empty plan means in sync. This module only adds what a drift report owes its
-reader besides the plan: the fields that could not be compared at all.
+reader besides the plan: the fields that could not be compared at all, and,
+with --check-endpoints, the health of every model's endpoint (an endpoint that
+went down is drift of the world the manifest points at).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
+from .endpoint_check import EndpointHealth, health_lines, health_summary
 from .manifest import LoadedManifest
 from .model import LiveState
 from .plan import Plan
@@ -47,8 +50,13 @@ def would_apply(refused: list[str]) -> str:
             + "; ".join(refused) + ". The changes, planned with the brakes off for review:")
 
 
+def drifted(plan: Plan, endpoints: list[EndpointHealth] | None) -> bool:
+    """Exit 2: the plan is not empty, or an endpoint failed its check."""
+    return not plan.empty or any(r.failed for r in endpoints or ())
+
+
 def drift_text(plan: Plan, unchecked: list[Unchecked], source: str, plan_text: str,
-               refused: list[str] = ()) -> str:
+               refused: list[str] = (), endpoints: list[EndpointHealth] | None = None) -> str:
     if plan.empty:
         lines = [f"In sync: the account matches {source}.", "", plan_text.rstrip("\n")]
     else:
@@ -57,11 +65,15 @@ def drift_text(plan: Plan, unchecked: list[Unchecked], source: str, plan_text: s
     if unchecked:
         lines += ["", "Not checked (the API does not return these fields, so they are never drift):"]
         lines += [f"  {u.field}: {u.reason} ({', '.join(u.models)})" for u in unchecked]
+    if endpoints is not None:
+        lines += ["", "Endpoints:", *health_lines(endpoints), health_summary(endpoints)]
     return "\n".join(lines) + "\n"
 
 
 def drift_json(plan: Plan, unchecked: list[Unchecked], source: str,
-               refused: list[str] = ()) -> dict[str, Any]:
+               refused: list[str] = (), endpoints: list[EndpointHealth] | None = None,
+               ) -> dict[str, Any]:
+    """`endpoints` is null unless they were checked (--check-endpoints)."""
     return {
         "format_version": FORMAT_VERSION,
         "manifest": source,
@@ -70,4 +82,6 @@ def drift_json(plan: Plan, unchecked: list[Unchecked], source: str,
         "plan": plan.to_json(),
         "unchecked": [{"field": u.field, "reason": u.reason, "models": list(u.models)}
                       for u in unchecked],
+        "endpoints": None if endpoints is None else [r.to_json() for r in endpoints],
+        "endpoints_failed": sum(1 for r in endpoints or () if r.failed),
     }

@@ -17,7 +17,7 @@ from .plan import Plan
 from .planner import Brakes, build_plan
 from .scope import Scope
 from .providers.base import Client
-from .state import SyncState, changes_state, default_path, park_intents, record_applied
+from .state import SyncState, account_key, changes_state, default_path, park_intents, record_applied
 
 log = logging.getLogger("convai_sync")
 
@@ -42,9 +42,11 @@ def state_path(manifest_path: str | None, options: Options) -> Path | None:
     return default_path(manifest_path) if manifest_path else None
 
 
-def sync_state(manifest_path: str | None, client: Client, options: Options) -> SyncState:
-    """What earlier applies recorded for this account."""
-    return SyncState.load(state_path(manifest_path, options), client.base_url)
+def sync_state(manifest_path: str | None, environment: str, client: Client,
+               options: Options) -> SyncState:
+    """What earlier applies recorded for this account and environment."""
+    return SyncState.load(state_path(manifest_path, options),
+                          account_key(environment, client.base_url), legacy=client.base_url)
 
 
 def read_live(loaded: LoadedManifest, client: Client, state: SyncState,
@@ -63,7 +65,7 @@ def read_live(loaded: LoadedManifest, client: Client, state: SyncState,
 def make_plan(loaded: LoadedManifest, client: Client, options: Options,
               state: SyncState | None = None, live: LiveState | None = None) -> Plan:
     """The plan from `live` (read now when not given)."""
-    state = state or sync_state(loaded.path, client, options)
+    state = state or sync_state(loaded.path, loaded.environment, client, options)
     live = live or read_live(loaded, client, state, options)
     return build_plan(loaded, live, options.brakes, state.versions, state.parked, state.fields,
                       options.scope)

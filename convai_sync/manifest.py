@@ -17,7 +17,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 if TYPE_CHECKING:
     from .providers.base import Platform
 
-from . import yamlpos
+from . import include, yamlpos
 from .errors import ConvaiSyncError, ManifestError
 from .escape import inline, inline_quoted
 from .providers.base import Desired
@@ -49,6 +49,10 @@ class CommonSettings(Strict):
     max_deregister: Annotated[int, Field(ge=0)] = Field(
         DEFAULT_MAX_DEREGISTER, description="Refuse plans that delete or replace more models "
         "than this (override with --allow-deregister).")
+    environment: Name | None = Field(None, description="Which environment (account) this manifest "
+                                     "is for, e.g. production: the state file keeps its records "
+                                     "under this name and the API URL. Default: the manifest's "
+                                     "file name without extension.")
 
 
 def http_url(value: str) -> str:
@@ -99,7 +103,13 @@ class LoadedManifest:
     platform: "Platform"
 
     def where(self, *path: str | int) -> str:
-        return f"{self.path}:{self.located.line(path)}"
+        return self.located.where(path)
+
+    @property
+    def environment(self) -> str:
+        """Which environment (account) this manifest is for: settings.environment,
+        else the file's name without extension (staging.yaml -> staging)."""
+        return self.manifest.settings.environment or Path(self.path).stem
 
     @functools.cached_property
     def desired(self) -> Desired:
@@ -108,7 +118,8 @@ class LoadedManifest:
 
 
 def load_manifest(path: str | os.PathLike[str]) -> LoadedManifest:
-    """Read, parse and validate a manifest file. Raises ManifestError."""
+    """Read, parse and validate a manifest file (and the files it includes).
+    Raises ManifestError."""
     name = str(path)
     text = _read_text(Path(path), name)
     return parse_manifest(text, name)
@@ -116,8 +127,36 @@ def load_manifest(path: str | os.PathLike[str]) -> LoadedManifest:
 
 @gc_paused()  # many small acyclic objects: see perf.py
 def parse_manifest(text: str, name: str = "<manifest>") -> LoadedManifest:
+    located = _document(text, name)
+    target = _platform_of(located)
+    includes = include.Includes()
     try:
-        located = yamlpos.load(text)
+        located = include.expand(located, target, _read_document, includes)
+        return _validate(located, name, target)
+    except ManifestError as e:
+        raise ManifestError([includes.annotate(p) for p in e.problems]) from None
+
+
+def _validate(located: yamlpos.Located, name: str, target: "Platform") -> LoadedManifest:
+    try:
+        manifest = target.manifest_model.model_validate(located.data)
+    except ValidationError as e:
+        raise ManifestError(_pydantic_problems(located, e, target)) from None
+    loaded = LoadedManifest(manifest, name, located, target)
+    problems = target.cross_check(loaded) + _untakeable(loaded)
+    if problems:
+        raise ManifestError(problems)
+    return loaded
+
+
+def _read_document(name: str) -> yamlpos.Located:
+    return _document(_read_text(Path(name), name), name)
+
+
+def _document(text: str, name: str) -> yamlpos.Located:
+    """One YAML file as a located mapping; FILE:LINE errors otherwise."""
+    try:
+        located = yamlpos.load(text, name)
     except yamlpos.DuplicateKey as e:
         raise ManifestError([f"{name}:{e.line}: duplicate key '{e.key}' (first at line "
                              f"{e.first}); keep only one"]) from None
@@ -136,16 +175,7 @@ def parse_manifest(text: str, name: str = "<manifest>") -> LoadedManifest:
         kind = {str: "string", list: "list"}.get(type(located.data), type(located.data).__name__)
         raise ManifestError([f"{name}:1: the top level must be a mapping with 'version', "
                              f"'settings', 'models' and 'characters', not a {kind}"])
-    target = _platform_of(name, located)
-    try:
-        manifest = target.manifest_model.model_validate(located.data)
-    except ValidationError as e:
-        raise ManifestError(_pydantic_problems(name, located, e, target)) from None
-    loaded = LoadedManifest(manifest, name, located, target)
-    problems = target.cross_check(loaded) + _untakeable(loaded)
-    if problems:
-        raise ManifestError(problems)
-    return loaded
+    return located
 
 
 def _untakeable(loaded: LoadedManifest) -> list[str]:
@@ -180,15 +210,14 @@ def _read_text(path: Path, name: str) -> str:
                              "save the file as UTF-8"]) from None
 
 
-def _platform_of(name: str, located: yamlpos.Located) -> "Platform":
+def _platform_of(located: yamlpos.Located) -> "Platform":
     """The platform the manifest names (`platform:`; a manifest without one is Convai's)."""
     from .providers.registry import platform
 
     value = located.data.get("platform", "convai")
     if value not in PLATFORMS:
-        line = located.line(("platform",))
-        raise ManifestError([f"{name}:{line}: platform must be one of {', '.join(PLATFORMS)}, "
-                             f"not {value!r}"])
+        raise ManifestError([f"{located.where(('platform',))}: platform must be one of "
+                             f"{', '.join(PLATFORMS)}, not {value!r}"])
     return platform(value)
 
 
@@ -229,9 +258,9 @@ _TYPE_WORDS = {"string": "a string", "bool": "true or false", "int": "a whole nu
                "float": "a number", "list": "a list", "dict": "a mapping", "model": "a mapping"}
 
 
-def _pydantic_problems(name: str, located: yamlpos.Located, err: ValidationError,
+def _pydantic_problems(located: yamlpos.Located, err: ValidationError,
                        target: "Platform") -> list[str]:
-    problems: set[tuple[int, str]] = set()
+    problems: set[tuple[str, int, str]] = set()
     known_fields = {f for m in target.sections.values() for f in m.model_fields}
     for e in err.errors():
         # drop pydantic's union/validator labels, keep only the data path
@@ -239,9 +268,10 @@ def _pydantic_problems(name: str, located: yamlpos.Located, err: ValidationError
         extra = e["type"] == "extra_forbidden"
         loc = tuple(p for i, p in enumerate(raw) if isinstance(p, int) or p in known_fields
                     or (extra and i == len(raw) - 1))
-        line = located.line(loc, key=extra)
-        problems.add((line, f"{name}:{line}: {_describe(e, loc, target)}"))
-    return [text for _, text in sorted(problems)]
+        where = located.where(loc, key=extra)
+        name, line = where.rsplit(":", 1)
+        problems.add((name, int(line), f"{where}: {_describe(e, loc, target)}"))
+    return [text for *_, text in sorted(problems)]
 
 
 def _describe(e: Mapping[str, Any], loc: tuple[Any, ...], target: "Platform") -> str:

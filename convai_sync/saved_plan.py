@@ -4,12 +4,16 @@ needs to refuse a plan whose world has changed.
 The file is the `--format json` document with one more key, `saved_plan`:
 
     account          where the plan was read (a URL, or "emulator"); informational
+    environment      the manifest's environment (its state records are keyed by it)
     api_dialect      the manifest's setting, so apply probes the same way
     builtin_models   the manifest's extra built-in codes (for the order check)
     manifest         {path, sha256}: the manifest's meaning when planned
     live             {models: {id: hash}, characters: {id: hash}} (fingerprint.py)
     api_key_env      {model: VAR} for each change that sends a key (a list of VARs where a
                      model has several keys)
+    review_fingerprint  one hash of what a reviewer approves (review_fingerprint()): the
+                     GitHub Action puts it in the PR comment and applies on merge only a
+                     plan with the same fingerprint
 
 It never holds a secret value: keys are resolved from the environment at apply.
 """
@@ -21,8 +25,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .errors import ApiError, ConvaiSyncError, ManifestError
-from .fingerprint import live_differences, live_fingerprint, manifest_fingerprint
 from .escape import inline_quoted
+from .fingerprint import digest, live_differences, live_fingerprint, manifest_fingerprint
 from .manifest import LoadedManifest, account_key_var, load_manifest, resolve_keys
 from .model import LiveState
 from .plan import FORMAT_VERSION, Action, Plan
@@ -46,13 +50,26 @@ def saved_document(plan: Plan, loaded: LoadedManifest, live: LiveState, account:
     doc = plan.to_json()
     doc[SAVED_KEY] = {
         "account": account,
+        "environment": loaded.environment,
         "api_dialect": desired.variant,
         "builtin_models": sorted(desired.builtins - loaded.platform.builtins()),
         "manifest": {"path": loaded.path, "sha256": manifest_fingerprint(loaded)},
         "live": live_fingerprint(live, _caps(plan)),
         "api_key_env": {c.id: variables[c.id] for c in plan.changes if c.sends_key},
     }
+    doc[SAVED_KEY]["review_fingerprint"] = review_fingerprint(doc)
     return doc
+
+
+def review_fingerprint(doc: dict[str, Any]) -> str:
+    """What a reviewer approves: the changes, in order, of this environment, the
+    manifest's meaning and every live object they were planned from. Not the
+    account URL, the manifest's path or the time: the same plan made again by
+    another job hashes the same."""
+    saved = doc[SAVED_KEY]
+    return digest({"platform": doc.get("platform"), "dialect": doc.get("dialect"),
+                   "changes": doc.get("changes"), "environment": saved.get("environment"),
+                   "manifest": (saved.get("manifest") or {}).get("sha256"), "live": saved.get("live")})
 
 
 def _one_or_list(variables: tuple[str, ...]) -> str | list[str]:
@@ -74,6 +91,7 @@ class SavedPlan:
     manifest_sha256: str | None
     live: dict[str, dict[str, str]]
     api_key_env: dict[str, str | list[str]] = field(default_factory=dict)
+    environment: str = ""
 
     def check_manifest(self) -> tuple[LoadedManifest | None, list[str]]:
         """(the manifest if it is where the plan was made from and unchanged,
@@ -151,7 +169,9 @@ def load_saved_plan(path: str) -> SavedPlan:
             manifest_path=manifest.get("path"), manifest_sha256=manifest.get("sha256"),
             live={k: dict(saved["live"][k]) for k in ("models", "characters")},
             api_key_env={str(k): v if isinstance(v, list) else str(v)
-                         for k, v in saved.get("api_key_env", {}).items()})
+                         for k, v in saved.get("api_key_env", {}).items()},
+            # plans saved before environments: the default, the manifest's file stem
+            environment=str(saved.get("environment") or Path(manifest.get("path") or path).stem))
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise ConvaiSyncError(f"{path}: malformed saved plan ({type(e).__name__}: {e}); "
                               "write it again with plan --out") from None

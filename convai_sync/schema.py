@@ -13,6 +13,9 @@ from typing import Any
 from .providers.registry import NAMES, platform
 
 SCHEMA_ID = "urn:convai-sync:schema:manifest:1"
+INCLUDE = {"description": "Manifests (or fragments) of the same platform to merge under this one, "
+           "relative to this file: settings key by key, models and consumers by identity, this "
+           "file's fields winning.", "type": "array", "items": {"type": "string", "minLength": 1}}
 
 
 def manifest_schema() -> dict[str, Any]:
@@ -25,6 +28,7 @@ def manifest_schema() -> dict[str, Any]:
         defs.update(generated.pop("$defs", {}))
         title = f"{target.title}Manifest"
         generated.pop("title", None)
+        generated["properties"]["include"] = INCLUDE  # read by the loader, before the models
         defs[title] = generated
         for key, value in generated["properties"].items():
             properties.setdefault(key, {"description": value.get("description", "")})

@@ -10,9 +10,13 @@
   change in the manifest is still sent.
 
 The file holds model names, character IDs, integers and the values of those
-write-only fields (e.g. true/false) only: no secret, nothing derived from one. It is kept per account (API base URL) and written
-only when there is something to keep. A missing version record means the live
-key is unknown: the plan sends the manifest's key, and the apply records it.
+write-only fields (e.g. true/false) only: no secret, nothing derived from one.
+It is kept per account and environment (`production@https://api.convai.com`:
+two accounts behind one API URL are two environments, never one record) and
+written only when there is something to keep. A record written before
+environments (under the URL alone) is read once and moved under the
+environment's key on the next save. A missing version record means the live key
+is unknown: the plan sends the manifest's key, and the apply records it.
 """
 from __future__ import annotations
 
@@ -30,6 +34,11 @@ from .executor import DONE, ApplyReport, Outcome
 from .plan import Action, Change, Phase, Plan
 
 FORMAT_VERSION = 1
+
+
+def account_key(environment: str, base_url: str) -> str:
+    """The key of one account's records: environment and API URL together."""
+    return f"{environment}@{base_url}"
 
 
 def default_path(manifest_path: str) -> Path:
@@ -50,19 +59,24 @@ class SyncState:
     memo: dict[str, Any] = field(default_factory=dict)  # the platform adapter's own records
     fields: dict[str, dict[str, Any]] = field(default_factory=dict)  # write-only fields applied
     _doc: dict[str, Any] = field(default_factory=dict, repr=False)
+    _legacy: str | None = field(default=None, repr=False)  # a pre-environment key read instead
     existed: bool = False  # the file was there before this run
     _written: str | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
-    def load(cls, path: Path | None, account: str) -> "SyncState":
+    def load(cls, path: Path | None, account: str, legacy: str | None = None) -> "SyncState":
+        """The records of `account`, or (when it has none) those a release before
+        environments kept under `legacy` (the API URL alone)."""
         if path is None or not path.exists():
             return cls(path, account)
         try:
             doc = json.loads(path.read_text("utf-8"))
             if doc.get("format_version") != FORMAT_VERSION:
                 raise ValueError(f"unknown format_version {doc.get('format_version')!r}")
-            entry = doc.get("accounts", {}).get(account, {})
+            accounts = doc.get("accounts", {})
+            used = legacy if account not in accounts and legacy in accounts else None
+            entry = accounts.get(used or account, {})
             versions = {str(k): int(v) for k, v in entry.get("api_key_versions", {}).items()}
             parked = {str(k): str(v) for k, v in entry.get("parked_characters", {}).items()}
             memo = dict(entry.get("platform", {}))
@@ -70,7 +84,7 @@ class SyncState:
         except (ValueError, AttributeError, TypeError) as e:
             raise ConvaiSyncError(f"{path}: not a convai-sync state file ({e}); fix or delete it "
                                   "(deleting it only means each versioned key is sent once more)") from None
-        return cls(path, account, versions, parked, memo, fields, doc, existed=True)
+        return cls(path, account, versions, parked, memo, fields, doc, used, existed=True)
 
     def worth_saving(self, plan: Any) -> bool:
         return bool(plan.meta.get("api_key_versions") or self.parked or self.memo or self.fields
@@ -113,7 +127,10 @@ class SyncState:
             entry["platform"] = self.memo
         if self.fields:
             entry["applied_fields"] = dict(sorted(self.fields.items()))
-        doc.setdefault("accounts", {})[self.account] = entry
+        accounts = doc.setdefault("accounts", {})
+        accounts[self.account] = entry
+        if self._legacy:
+            accounts.pop(self._legacy, None)  # moved under the environment's key
         return doc
 
 

@@ -14,16 +14,37 @@ Path = tuple[str | int, ...]
 
 @dataclass
 class Located:
-    """Plain data plus the 1-based line of each path (and of each mapping key)."""
+    """Plain data plus the 1-based line of each path (and of each mapping key).
+
+    A manifest merged from includes links parts of its data to the document
+    they came from (`links`: path here -> (that document, path there)), so a
+    line is always looked up in the file that holds it."""
 
     data: Any
     lines: dict[Path, int] = field(default_factory=dict)
     key_lines: dict[Path, int] = field(default_factory=dict)
+    name: str = "<manifest>"
+    links: dict[Path, tuple["Located", Path]] = field(default_factory=dict)
 
     def line(self, path: Path, *, key: bool = False) -> int:
         """The line of `path`, or of its nearest ancestor that has one."""
+        return self._locate(tuple(path), key)[1]
+
+    def where(self, path: Path, *, key: bool = False) -> str:
+        """`FILE:LINE` of `path`, in the file that holds it."""
+        name, line = self._locate(tuple(path), key)
+        return f"{name}:{line}"
+
+    def _locate(self, path: Path, key: bool) -> tuple[str, int]:
+        if self.links:
+            for depth in range(len(path), -1, -1):
+                link = self.links.get(path[:depth])
+                if link is not None:
+                    return link[0]._locate(link[1] + path[depth:], key)
+        return self.name, self._own_line(path, key)
+
+    def _own_line(self, path: Path, key: bool) -> int:
         table = self.key_lines if key else self.lines
-        path = tuple(path)
         while path:
             if path in table:
                 return table[path]
@@ -68,23 +89,23 @@ _FAST_LOADER = getattr(yaml, "CSafeLoader", None)
 _STR_TAG = "tag:yaml.org,2002:str"
 
 
-def load(text: str) -> Located:
+def load(text: str, name: str = "<manifest>") -> Located:
     """Parse one YAML document. Raises yaml.YAMLError, DuplicateKey, TooDeep or AliasBomb."""
     check_depth(text)
     if _FAST_LOADER is not None:
         try:
             with gc_paused():
-                return _load(_FAST_LOADER, text)
+                return _load(_FAST_LOADER, text, name)
         except yaml.YAMLError:
             pass  # report it as the pure-Python loader words it
-    return _load(yaml.SafeLoader, text)
+    return _load(yaml.SafeLoader, text, name)
 
 
-def _load(loader_class: type[yaml.SafeLoader], text: str) -> Located:
+def _load(loader_class: type[yaml.SafeLoader], text: str, name: str = "<manifest>") -> Located:
     loader = loader_class(text)
     try:
         node = loader.get_single_node()
-        out = Located(None)
+        out = Located(None, name=name)
         if node is not None:
             out.data = _Builder(loader, out, len(text)).build(node, ())
         return out

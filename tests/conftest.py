@@ -81,7 +81,9 @@ def account(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> Iterator[Ca
 
 @pytest.fixture
 def env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    values = {"CONVAI_API_KEY": ACCOUNT_KEY, **CANARIES}
+    # The example manifests point at example-studio.com, which no test can reach: tests of
+    # endpoint checks turn them back on and point the models at a stub (test_endpoints.py).
+    values = {"CONVAI_API_KEY": ACCOUNT_KEY, "CONVAI_SYNC_NO_ENDPOINT_CHECK": "1", **CANARIES}
     monkeypatch.delenv("CONVAI_API_URL", raising=False)
     monkeypatch.setenv("NO_COLOR", "1")
     for k, v in values.items():
@@ -124,7 +126,8 @@ def cli_env(**extra: str) -> dict[str, str]:
     """The environment for running convai-sync as a separate process: the test
     account key and canary model keys, no stray API URL or NO_COLOR, then `extra`."""
     env = {k: v for k, v in os.environ.items() if k not in ("CONVAI_API_URL", "NO_COLOR")}
-    return {**env, "CONVAI_API_KEY": ACCOUNT_KEY, **CANARIES, **extra}
+    return {**env, "CONVAI_API_KEY": ACCOUNT_KEY, "CONVAI_SYNC_NO_ENDPOINT_CHECK": "1", **CANARIES,
+            **extra}
 
 
 def assert_no_secret(*texts: str) -> None:

@@ -54,7 +54,7 @@ def test_kill_9_at_random_points_of_a_replace_then_apply_puts_every_character_ba
         live = emu.characters()
         parked = {cid for cid in unmanaged if live[cid]["model_group_name"] == "gpt-4o-mini"}
         stranded_kinds += bool(parked)
-        recorded = set(json.loads(state.read_text())["accounts"][emu.url].get("parked_characters", {}))
+        recorded = set(json.loads(state.read_text())["accounts"][f"models@{emu.url}"].get("parked_characters", {}))
         assert parked <= recorded  # every parked character is on record, whenever the kill came
         if trial == 2:  # moving back: each one moved is struck off as it lands (one may be in flight)
             assert len(recorded) <= len(parked) + 1, (point, len(recorded), len(parked))
@@ -67,7 +67,7 @@ def test_kill_9_at_random_points_of_a_replace_then_apply_puts_every_character_ba
                  if live[cid]["model_group_name"] != "studio-llama-70b"}
         assert not wrong, f"killed after {point} writes: left on the fallback: {wrong}"
         assert emu.orphan_events == []
-        assert json.loads(state.read_text())["accounts"][emu.url].get("parked_characters") is None
+        assert json.loads(state.read_text())["accounts"][f"models@{emu.url}"].get("parked_characters") is None
         assert run("plan", "-f", str(EXAMPLE), "--api-url", emu.url, "--state-file", str(state),
                    "--detailed-exitcode").code == 0
     assert stranded_kinds >= 2  # the kills did land while characters were parked

@@ -233,7 +233,7 @@ def test_custom_llm_sends_a_changed_is_uncensored_it_cannot_read_back(
     example = example_for("custom-llm", tmp_path)
     args = ("-f", str(example), "--api-url", emu.url)
     assert run("apply", *args, "--auto-approve").code == 0
-    state = json.loads((tmp_path / "models.state.json").read_text())["accounts"][emu.url]
+    state = json.loads((tmp_path / "models.state.json").read_text())["accounts"][f"models@{emu.url}"]
     assert state["applied_fields"]["studio-turbo"] == {"is_uncensored": False}
     example.write_text(example.read_text().replace("is_uncensored: false", "is_uncensored: true"))
     planned = run("plan", *args, "--detailed-exitcode")

@@ -379,3 +379,26 @@ def test_rebound_changes_only_the_model_reference() -> None:
     del config["ai"]["runner_config"][RUNNER]["model"]
     with pytest.raises(ConvaiSyncError, match="its runner has no model setting"):
         rebound(config, "new", "pipeline 'p'")
+
+
+def test_endpoint_checks_read_the_workspace_and_refuse_binding_onto_a_failing_endpoint(
+        lb: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    """check: one read of the workspace (its key works), then each model's own
+    endpoint; apply refuses, writing nothing, when its plan moves pipelines onto
+    a failing one."""
+    from convai_sync.emulator.openai_stub import OpenAIStub
+    monkeypatch.delenv("CONVAI_SYNC_NO_ENDPOINT_CHECK", raising=False)
+    with OpenAIStub(keys=set(KEYS.values())) as stub:
+        ids = demo(lb.ws)
+        path = lb.write(manifest(ids).replace(GATEWAY, f"{stub.url}/v1")
+                        .replace(VLLM, f"{stub.url}/down/v1"))
+        checked = lb.cli("check", "-f", path)
+        assert checked.code == 1, checked.output
+        assert "Account: LangBot at" in checked.stdout and "key accepted" in checked.stdout
+        assert "3 endpoints: 1 ok, 2 failing." in checked.stdout
+        before = (lb.ws.models(), lb.ws.providers(), {p: lb.ws.config(ids[p]) for p in ("oren", "pell")})
+        refused = lb.cli("apply", "-f", path, "--auto-approve")
+        assert refused.code == 1 and "Refusing to apply" in refused.stderr, refused.output
+        assert "model 'qwen' is failing" in refused.stderr and "model 'turbo'" not in refused.stderr
+        assert (lb.ws.models(), lb.ws.providers(),
+                {p: lb.ws.config(ids[p]) for p in ("oren", "pell")}) == before

@@ -36,7 +36,7 @@ def test_bumping_api_key_version_plans_exactly_one_update_and_resends_the_key(
     first = run("apply", "-f", str(manifest), *args, "--auto-approve")
     assert first.code == 0, first.output
     state = tmp_path / "models.state.json"
-    recorded = json.loads(state.read_text())["accounts"][emu.url]["api_key_versions"]
+    recorded = json.loads(state.read_text())["accounts"][f"models@{emu.url}"]["api_key_versions"]
     assert recorded == {"studio-turbo": 1, "studio-llama-70b": 1, "studio-qwen-rp": 1}
     assert run("plan", "-f", str(manifest), *args, "--detailed-exitcode").code == 0
 
@@ -57,7 +57,7 @@ def test_bumping_api_key_version_plans_exactly_one_update_and_resends_the_key(
     assert emu.models()["studio-turbo"]["api_key"] == "sk-CANARY-rotated-99e1"
     assert run("plan", "-f", str(manifest), *args, "--detailed-exitcode").code == 0
     state_text = state.read_text()
-    assert json.loads(state_text)["accounts"][emu.url]["api_key_versions"]["studio-turbo"] == 2
+    assert json.loads(state_text)["accounts"][f"models@{emu.url}"]["api_key_versions"]["studio-turbo"] == 2
     assert "sk-" not in state_text and not re.search(r"[0-9a-f]{32}", state_text)
     assert_no_secret(first.output, planned.output, text, applied.output, state_text)
     assert "sk-CANARY-rotated-99e1" not in planned.output + text + applied.output
@@ -81,7 +81,7 @@ def test_without_a_record_the_first_versioned_run_sends_the_key_and_records_it(
     assert sorted(r.path for r in emu.writes()) == ["/llm-models/update"] * 3
     after = run("plan", "-f", str(manifest), "--api-url", emu.url, "--detailed-exitcode")
     assert after.code == 0 and "unknown" not in after.stdout
-    recorded = json.loads((tmp_path / "models.state.json").read_text())["accounts"][emu.url]
+    recorded = json.loads((tmp_path / "models.state.json").read_text())["accounts"][f"models@{emu.url}"]
     assert recorded["api_key_versions"] == {"studio-turbo": 4, "studio-llama-70b": 4, "studio-qwen-rp": 4}
 
 
@@ -92,7 +92,7 @@ def test_a_rotation_that_fails_is_not_recorded(make_emulator: Callable[..., Emul
     assert run("apply", "-f", str(manifest), "--api-url", emu.url, "--auto-approve").code == 0
     versioned(tmp_path, vllm=2)
     loaded = load_manifest(manifest)
-    versions = SyncState.load(tmp_path / "models.state.json", emu.url)
+    versions = SyncState.load(tmp_path / "models.state.json", f"models@{emu.url}")
     client = ConvaiClient(emu.url, ACCOUNT_KEY, retry=RetryPolicy(max_attempts=2, base_delay=0.001))
     plan = build_plan(loaded, client.read_state(), key_versions=versions.versions)
     assert sorted(c.id for c in plan.changes) == ["studio-llama-70b", "studio-qwen-rp"]
@@ -177,5 +177,6 @@ def test_rerun_moves_back_a_character_an_earlier_failed_replace_left_parked(
     applied = run("apply", "-f", str(manifest), "--api-url", emu.url, "--auto-approve")
     assert applied.code == 0, applied.output
     assert emu.characters()[villager]["model_group_name"] == "studio-llama-70b"
-    assert json.loads(state.read_text())["accounts"][emu.url] == {"api_key_versions": {}}
+    # a record from before environments (keyed by the URL alone) moves under models@URL
+    assert json.loads(state.read_text())["accounts"] == {f"models@{emu.url}": {"api_key_versions": {}}}
     assert emu.orphan_events == []

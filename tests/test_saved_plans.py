@@ -174,15 +174,17 @@ def test_missing_key_variable_is_named_before_any_request(
     assert emu.requests == []
 
 
-def test_saved_plan_needs_confirmation_like_apply_f(make_emulator: Callable[..., Emulator],
-                                                    run: Callable[..., Result], tmp_path: Path) -> None:
+def test_saved_plan_applies_without_a_prompt_but_apply_f_still_asks(
+        make_emulator: Callable[..., Emulator], run: Callable[..., Result], tmp_path: Path) -> None:
     emu = make_emulator()
     planfile = tmp_path / "plan.json"
     save_plan(run, emu, planfile)
-    out = run("apply", str(planfile), "--api-url", emu.url)
-    assert out.code == 1
-    assert "no terminal" in out.stderr and "Plan: 1 to register" in out.stdout
-    assert emu.writes() == []
+    asked = run("apply", "-f", str(EXAMPLE), "--api-url", emu.url)
+    assert asked.code == 1 and "no terminal" in asked.stderr and emu.writes() == []
+    out = run("apply", str(planfile), "--api-url", emu.url)  # no --auto-approve, no terminal
+    assert out.code == 0, out.output
+    assert "no terminal" not in out.stderr and "Apply complete" in out.stdout
+    assert emu.writes()
 
 
 @pytest.mark.parametrize("content, message", [

@@ -108,7 +108,7 @@ def test_a_targeted_apply_records_no_version_it_did_not_send(
                         .replace("temperature: 0.4", "temperature: 0.3"))
     mara = "3f6c2b9e-1d7a-4c55-9a0e-5b2f8e6d4c11"
     assert run("apply", *args, "--target", mara, "--auto-approve").code == 0
-    state = json.loads((tmp_path / "models.state.json").read_text())["accounts"][emu.url]
+    state = json.loads((tmp_path / "models.state.json").read_text())["accounts"][f"models@{emu.url}"]
     assert state["api_key_versions"] == {"studio-turbo": 1}  # the rotation is still to do
     assert "(sensitive, version 1 \u2192 2)" in run("plan", *args).stdout
 

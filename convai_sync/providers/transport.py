@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 import urllib.request
 from typing import Any
@@ -37,13 +38,14 @@ class JsonTransport:
     """One pool of at most `pool_size` keep-alive connections to one base URL."""
 
     def __init__(self, base_url: str, headers: dict[str, str], *, timeout: float,
-                 pool_size: int):
+                 pool_size: int, shared: "SharedPool | None" = None):
+        """`shared`: borrow connections from a pool many base URLs share (closed by
+        its owner), instead of opening a pool of this one's own."""
         self.base_url = httpx.URL(base_url.rstrip("/"))
         self.pool_size = max(1, pool_size)
-        self._transport = httpx.HTTPTransport(
-            limits=httpx.Limits(max_connections=self.pool_size,
-                                max_keepalive_connections=self.pool_size),
-            proxy=_environment_proxy(self.base_url), trust_env=True)
+        self._owned = shared is None
+        self._transport = (shared.transport(self.base_url) if shared is not None
+                           else _pooled(_environment_proxy(self.base_url), self.pool_size))
         self._headers = [(b"Accept", b"*/*"), (b"Accept-Encoding", b"gzip, deflate"),
                          (b"User-Agent", f"convai-sync/{__version__}".encode()),
                          (b"Content-Type", b"application/json"),
@@ -84,7 +86,35 @@ class JsonTransport:
         return response
 
     def close(self) -> None:
-        self._transport.close()
+        if self._owned:
+            self._transport.close()
+
+
+class SharedPool:
+    """One connection pool per proxy for requests to many hosts (endpoint checks):
+    building a transport loads the CA bundle, which costs more than a request."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self._pools: dict[str | None, httpx.HTTPTransport] = {}
+        self._lock = threading.Lock()
+
+    def transport(self, url: httpx.URL) -> httpx.HTTPTransport:
+        proxy = _environment_proxy(url)
+        with self._lock:
+            if proxy not in self._pools:
+                self._pools[proxy] = _pooled(proxy, self.size)
+            return self._pools[proxy]
+
+    def close(self) -> None:
+        for pool in self._pools.values():
+            pool.close()
+
+
+def _pooled(proxy: str | None, size: int) -> httpx.HTTPTransport:
+    return httpx.HTTPTransport(limits=httpx.Limits(max_connections=size,
+                                                   max_keepalive_connections=size),
+                               proxy=proxy, trust_env=True)
 
 
 def _read_within(response: httpx.Response, deadline: float) -> bytes:

@@ -13,6 +13,7 @@ from typing import Callable
 
 from ..drift import Unchecked, would_apply
 from ..escape import code_span, fence, inline, markdown
+from ..endpoint_check import EndpointHealth, health_summary
 from ..plan import Change, Plan
 from ..providers.registry import platform
 from .values import count, headline, show
@@ -41,11 +42,15 @@ def render_plan_markdown(plan: Plan, *, source: str | None = None, limit: int | 
 
 def render_drift_markdown(plan: Plan, unchecked: list[Unchecked], *, source: str | None = None,
                           limit: int | None = DEFAULT_LIMIT, full_plan_hint: str = DEFAULT_HINT,
-                          full_plan_url: str | None = None, refused: list[str] = ()) -> str:
+                          full_plan_url: str | None = None, refused: list[str] = (),
+                          endpoints: list[EndpointHealth] | None = None) -> str:
     """A drift report: what applying the manifest would change now."""
     where = _code(source) if source else "the manifest"
     title = "convai-sync drift" + (f" for {_code(source)}" if source else "")
-    if plan.empty:
+    if plan.empty and any(r.failed for r in endpoints or ()):
+        status = (f"\u26a0\ufe0f **In sync, but an endpoint is failing.** The account matches "
+                  f"{where}; fix the endpoint, or move its {plan.noun}s to another model.")
+    elif plan.empty:
         status = f"\u2705 **In sync.** The account matches {where}."
     else:
         status = (f"\u26a0\ufe0f **Drift detected:** the account differs from {where} in "
@@ -53,6 +58,8 @@ def render_drift_markdown(plan: Plan, unchecked: list[Unchecked], *, source: str
                   "to bring it back, or change the manifest to accept what changed.")
         if refused:
             status += " " + _escape(would_apply(list(refused)))
+    if endpoints is not None:
+        status += "\n\n" + "\n".join(_endpoint_lines(endpoints, plan.noun))
     footer = _unchecked_lines(unchecked)
     return _document(DRIFT_MARKER, title, status, plan, footer, limit, full_plan_hint, full_plan_url)
 
@@ -204,6 +211,19 @@ def _unchecked_lines(unchecked: list[Unchecked]) -> list[str]:
             names += f" and {len(u.models) - MAX_LISTED} more"
         out.append(f"- `{u.field}`: {_escape(u.reason)}" + (f" ({names})" if names else ""))
     return out + [""]
+
+
+def _endpoint_lines(results: list[EndpointHealth], noun: str) -> list[str]:
+    failed = sum(1 for r in results if r.failed)
+    head = (f"\U0001f534 **{count(failed, 'endpoint')} failing:** {noun}s on "
+            f"{'it' if failed == 1 else 'them'} stop answering." if failed
+            else f"**Endpoints:** {_escape(health_summary(results))}")
+    rows = [f"| {_code(r.endpoint.model)} | {r.health.value} | {_cell(r.why)} |" for r in results]
+    return [head, "", "| Model | Endpoint | Why |", "|---|---|---|", *rows] if rows else [head]
+
+
+def _cell(text: str) -> str:
+    return _escape(text).replace("|", "\\|")
 
 
 def _change_lines(change: Change, plan: Plan) -> list[str]:

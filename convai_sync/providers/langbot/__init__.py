@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..base import Capabilities, Platform
+from ..base import Capabilities, Platform, endpoint_reader
 from .client import MODEL_FIELDS, LangBotClient
 from .manifest import SECTIONS, LangBotManifest, cross_check, desired
 
@@ -16,6 +16,15 @@ def capabilities(variant: str = "langbot") -> Capabilities:
         readable=fields | {"api_keys"}, updatable=fields | {"api_keys"}, registrable=fields,
         binding_fields=(), consumer_key="uuid", key_readable=True,
         key_bound=frozenset({"requester", "base_url"}))
+
+
+def _not_openai(fields: dict[str, Any]) -> str | None:
+    """LangBot speaks each provider's own API; only the *-chat-completions
+    requesters call an OpenAI-compatible endpoint the way the check does."""
+    requester = str(fields.get("requester", ""))
+    if requester.endswith("-chat-completions"):
+        return None
+    return f"requester {requester} is not OpenAI-compatible; test it in LangBot's model settings"
 
 
 def _emulator(variant: str, seed: dict | None, key: str = "emulator-key", **options: Any) -> Any:
@@ -34,6 +43,6 @@ PLATFORM = Platform(
     env_url="LANGBOT_API_URL", env_key="LANGBOT_API_KEY", default_url="http://127.0.0.1:5300",
     manifest_model=LangBotManifest, sections=SECTIONS, desired=desired, cross_check=cross_check,
     capabilities=capabilities, open_client=LangBotClient, emulator=_emulator, export=_export,
-    variants=("langbot",))
+    variants=("langbot",), endpoints=endpoint_reader("base_url", "name", _not_openai))
 
 __all__ = ["LangBotClient", "PLATFORM", "capabilities"]

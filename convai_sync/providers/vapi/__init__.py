@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..base import Capabilities, Platform
+from ..base import Capabilities, Platform, endpoint_reader
 from .client import DEFAULT_URL, VapiClient
 from .manifest import SECTIONS, VapiManifest, cross_check, desired
 
@@ -35,6 +35,7 @@ PLATFORM = Platform(
     env_url="VAPI_API_URL", env_key="VAPI_API_KEY", default_url=DEFAULT_URL,
     manifest_model=VapiManifest, sections=SECTIONS, desired=desired, cross_check=cross_check,
     capabilities=capabilities, open_client=VapiClient, emulator=_emulator, export=_export,
-    variants=("vapi",), temperature_range=(0.0, 2.0), url_field="url")
+    variants=("vapi",), temperature_range=(0.0, 2.0), url_field="url",
+    endpoints=endpoint_reader("url", "model"))
 
 __all__ = ["DEFAULT_URL", "PLATFORM", "VapiClient", "capabilities"]
