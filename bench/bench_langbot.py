@@ -225,7 +225,7 @@ def run(host: EmulatorHost, pipelines: int, models: int, parallelism: int,
             stats = host.ask("stats")
             if not report.ok:
                 raise SystemExit(f"apply failed at {pipelines} pipelines: {report.to_json()}")
-            if not converged(loaded, client, options, state).empty:
+            if not converged(loaded, client, options, state, plan).empty:
                 raise SystemExit(f"apply did not converge at {pipelines} pipelines")
     if stats["orphans"]:
         raise SystemExit(f"{stats['orphans']} pipelines were orphaned during the apply")
