@@ -194,3 +194,12 @@ class Platform:
     builtins: Callable[[], frozenset[str]] = frozenset    # the shipped catalogue of built-in models
     url_field: str = "base_url"                           # the model's endpoint, as the manifest says
     endpoints: Callable[[Desired], list[Endpoint]] = endpoint_reader("base_url", "model_name")
+
+
+def lazy(module: str, name: str) -> Callable[..., Any]:
+    """A function imported only when first called: a platform's export (and the
+    like) costs nothing to commands that never use it."""
+    def call(*args: Any, **kwargs: Any) -> Any:
+        import importlib
+        return getattr(importlib.import_module(module), name)(*args, **kwargs)
+    return call

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..base import Capabilities, Platform
+from ..base import Capabilities, Platform, lazy
 from .builtins import builtin_models
 from .client import DEFAULT_URL, ConvaiClient
 from .dialects import DIALECTS, MODEL_FIELDS
@@ -26,16 +26,13 @@ def _emulator(variant: str, seed: dict | None, key: str = "emulator-key", **opti
                     seed=demo_seed() if seed is None else seed, **options)
 
 
-def _export(*args: Any, **kwargs: Any) -> Any:
-    from .export import export_manifest
-    return export_manifest(*args, **kwargs)
-
 
 PLATFORM = Platform(
     name="convai", title="Convai", consumer_noun="character",
     env_url="CONVAI_API_URL", env_key="CONVAI_API_KEY", default_url=DEFAULT_URL,
     manifest_model=Manifest, sections=SECTIONS, desired=desired, cross_check=cross_check,
-    capabilities=capabilities, open_client=ConvaiClient, emulator=_emulator, export=_export,
+    capabilities=capabilities, open_client=ConvaiClient, emulator=_emulator,
+    export=lazy(f"{__name__}.export", "export_manifest"),
     variants=("auto", "llm-models", "custom-llm"), builtins=builtin_models)
 
 __all__ = ["ConvaiClient", "DEFAULT_URL", "PLATFORM", "capabilities"]

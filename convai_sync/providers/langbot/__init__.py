@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..base import Capabilities, Platform, endpoint_reader
+from ..base import Capabilities, Platform, endpoint_reader, lazy
 from .client import MODEL_FIELDS, LangBotClient
 from .manifest import SECTIONS, LangBotManifest, cross_check, desired
 
@@ -33,16 +33,13 @@ def _emulator(variant: str, seed: dict | None, key: str = "emulator-key", **opti
     return LangBotEmulator(api_key=key, seed=langbot_demo_seed() if seed is None else seed, **options)
 
 
-def _export(*args: Any, **kwargs: Any) -> Any:
-    from .export import export_manifest
-    return export_manifest(*args, **kwargs)
-
 
 PLATFORM = Platform(
     name="langbot", title="LangBot", consumer_noun="pipeline",
     env_url="LANGBOT_API_URL", env_key="LANGBOT_API_KEY", default_url="http://127.0.0.1:5300",
     manifest_model=LangBotManifest, sections=SECTIONS, desired=desired, cross_check=cross_check,
-    capabilities=capabilities, open_client=LangBotClient, emulator=_emulator, export=_export,
+    capabilities=capabilities, open_client=LangBotClient, emulator=_emulator,
+    export=lazy(f"{__name__}.export", "export_manifest"),
     variants=("langbot",), endpoints=endpoint_reader("base_url", "name", _not_openai))
 
 __all__ = ["LangBotClient", "PLATFORM", "capabilities"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..base import Capabilities, Platform, endpoint_reader
+from ..base import Capabilities, Platform, endpoint_reader, lazy
 from .client import DEFAULT_URL, VapiClient
 from .manifest import SECTIONS, VapiManifest, cross_check, desired
 
@@ -25,16 +25,13 @@ def _emulator(variant: str, seed: dict | None, key: str = "emulator-key", **opti
     return VapiEmulator(api_key=key, seed=vapi_demo_seed() if seed is None else seed, **options)
 
 
-def _export(*args: Any, **kwargs: Any) -> Any:
-    from .export import export_manifest
-    return export_manifest(*args, **kwargs)
-
 
 PLATFORM = Platform(
     name="vapi", title="Vapi", consumer_noun="assistant",
     env_url="VAPI_API_URL", env_key="VAPI_API_KEY", default_url=DEFAULT_URL,
     manifest_model=VapiManifest, sections=SECTIONS, desired=desired, cross_check=cross_check,
-    capabilities=capabilities, open_client=VapiClient, emulator=_emulator, export=_export,
+    capabilities=capabilities, open_client=VapiClient, emulator=_emulator,
+    export=lazy(f"{__name__}.export", "export_manifest"),
     variants=("vapi",), temperature_range=(0.0, 2.0), url_field="url",
     endpoints=endpoint_reader("url", "model"))
 
