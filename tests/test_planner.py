@@ -229,7 +229,9 @@ def test_verify_order_rejects_binding_to_a_model_registered_in_the_same_phase() 
         Change("model", "a", "register", Phase.REBIND, None, {}),
         Change("character", "c1", "update", Phase.REBIND, {"model_group_name": "gpt-4o"},
                {"model_group_name": "a"}, ("model_group_name",))])
-    with pytest.raises(PlanError):
+    # a write in flight may land before its phase-mate: the check runs in the phase, not after it
+    with pytest.raises(PlanError, match=r"character c1 on missing model 'a' during phase "
+                                        r"'rebind characters'; nothing was written"):
         bad.verify_order(state, frozenset({"gpt-4o"}))
 
 

@@ -11,7 +11,7 @@ from typing import Any
 from convai_sync.emulator.faults import Faults
 from convai_sync.emulator.records import OrphanEvent, RecordedRequest
 
-_CONVAI = ("DIALECTS", "Emulator", "demo_seed", "load_seed_file")
+_CONVAI = ("DIALECTS", "Emulator", "Quirks", "demo_seed", "load_seed_file")
 
 
 def __getattr__(name: str) -> Any:
@@ -22,5 +22,5 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(name)
 
 
-__all__ = ["DIALECTS", "Emulator", "Faults", "OrphanEvent", "RecordedRequest", "demo_seed",
+__all__ = ["DIALECTS", "Emulator", "Faults", "OrphanEvent", "Quirks", "RecordedRequest", "demo_seed",
            "load_seed_file"]

@@ -12,6 +12,7 @@ import click
 from convai_sync.emulator.faults import Faults
 from convai_sync.emulator.seedfile import read_seed_file
 from convai_sync.errors import ConvaiSyncError
+from convai_sync.providers.convai.emulator.quirks import UNNAMED_DISPLAYS, Quirks
 from convai_sync.providers.convai.emulator.seed import DIALECTS, load_seed_file
 from convai_sync.providers.registry import NAMES, platform
 
@@ -77,12 +78,25 @@ the emulator has its own route for it; same account key):
 @click.option("--lean-character-list", is_flag=True,
               help="Convai: /character/list leaves out each character's model and "
                    "temperature, as the real API may; clients then read them with /character/get.")
+@click.option("--lean-character-get", is_flag=True,
+              help="Convai: /character/get returns only the six documented fields "
+                   "(no model or temperature).")
+@click.option("--no-retry-after", is_flag=True,
+              help="Convai: 429 replies carry no Retry-After header.")
+@click.option("--read-lag", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Convai: seconds before a write shows in lists and gets (eventual consistency).")
+@click.option("--unnamed-display", type=click.Choice(UNNAMED_DISPLAYS), default="code",
+              show_default=True, help="Convai: display_name of a model registered without one: "
+                                      "its model_group_name, its model_name, or blank.")
+@click.option("--errors-in-200", is_flag=True,
+              help="Convai: refusals (400/404/409) arrive as HTTP 200 with the error body.")
 @click.pass_context
 def emulator_command(ctx: click.Context, host: str, port: int, seed_path: Path | None,
                      platform_name: str, dialect: str | None, account_key: str | None, demo: bool,
                      fault_rate: float, fault_after_commit: float, fault_seed: int | None,
                      latency_ms: float, max_inflight: int | None, retry_after: float,
-                     lean_character_list: bool) -> None:
+                     lean_character_list: bool, lean_character_get: bool, no_retry_after: bool,
+                     read_lag: float, unnamed_display: str, errors_in_200: bool) -> None:
     """Run an emulated Convai, LangBot or Vapi account over HTTP, to try
     convai-sync without one."""
     target = platform(platform_name)
@@ -92,7 +106,11 @@ def emulator_command(ctx: click.Context, host: str, port: int, seed_path: Path |
     key = account_key or os.environ.get(target.env_key) or target.emulator_key
     try:
         seed, origin = _seed(seed_path, demo, platform_name)
-        extra = {"character_list_config": not lean_character_list} if platform_name == "convai" else {}
+        extra = {"character_list_config": not lean_character_list,
+                 "character_get_config": not lean_character_get,
+                 "quirks": Quirks(retry_after=not no_retry_after, read_lag=read_lag,
+                                  unnamed_display=unnamed_display, errors_in_200=errors_in_200),
+                 } if platform_name == "convai" else {}
         variant = dialect or (seed or {}).get("dialect") or "llm-models"
         emu = target.emulator(variant, seed, faults=faults, key=key, **extra)
         url = emu.start(host, port)

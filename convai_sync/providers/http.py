@@ -36,6 +36,8 @@ class Api:
     example_url: str
     message_of: Callable[[Any], str | None]     # the message inside an error body
     hints: dict[int, str] = field(default_factory=dict)
+    # the message of a refusal that arrives inside a 2xx body, if the API does that
+    refusal_in: Callable[[Any], str | None] = lambda payload: None
 
 
 _USERINFO = re.compile(r"(?<=://)[^/?#@]*@")
@@ -130,7 +132,10 @@ class HttpSession:
                 maybe_committed |= t.ambiguous
                 last = t
             except ApiError as e:
-                if maybe_committed and landed and e.status in (404, 409) and landed():
+                # "already exists" / "not found" after a reply we lost: most likely our own
+                # write; reads may lag behind it, so look again for a while before failing
+                if maybe_committed and landed and e.status in _MAYBE_OURS and \
+                        self._landed_eventually(landed, started):
                     return None
                 raise
             if maybe_committed and landed and landed():
@@ -144,6 +149,16 @@ class HttpSession:
                        f"in {time.monotonic() - started:.0f}s)",
                        self.api.hints.get(last.status or 0, "the API or the network is failing; run "
                                           "again later: a re-run picks up where this one stopped"))
+
+    def _landed_eventually(self, landed: Callable[[], bool], started: float) -> bool:
+        for attempt in range(self.retry.max_attempts):
+            if landed():
+                return True
+            delay = self.retry.delay(attempt, None)
+            if time.monotonic() - started + delay > self.retry.max_total:
+                return False
+            time.sleep(delay)
+        return False
 
     def _once(self, method: str, path: str, body: Any, params: dict[str, str] | None,
               obj: str | None, deadline: float) -> Any:
@@ -185,6 +200,9 @@ class HttpSession:
             if payload is None:
                 raise ApiError(call, obj, status, "the reply is not JSON",
                                f"is {self.api.env_url} pointing at the {self.api.name} API?")
+            refusal = self.api.refusal_in(payload)
+            if refusal is not None:
+                raise ApiError(call, obj, status, refusal, self.api.hints.get(status, ""))
             return payload
         # scrub before the cut: a cut key is no longer the value the scrubber knows
         message = scrub(self.api.message_of(payload) or response.text)[:MAX_MESSAGE] \
@@ -204,6 +222,11 @@ def _log_retry(call: str, obj: str | None, failure: _Transient, attempt: int, ca
     what = f"HTTP {failure.status}" if failure.status else "no reply"
     log.info("%s%s: %s (%s); retrying in %.2f s (attempt %d of at most %d)", call,
              f" ({obj})" if obj else "", what, failure.message, delay, attempt + 1, cap)
+
+
+# Refusals a lost reply may hide our own landed write behind. 2xx: a refusal inside a
+# success body carries no status of its own (Api.refusal_in).
+_MAYBE_OURS = (200, 404, 409)
 
 
 def _retry_after(response: httpx.Response) -> float | None:

@@ -29,10 +29,23 @@ def _message(payload: Any) -> str | None:
     return None
 
 
+def _refusal(payload: Any) -> str | None:
+    """An error inside a 200 body ({"status": "error"} or {"ERROR": ...}): the real API
+    may answer so (CONVAI_API.md), and taking it for success would record a write that
+    never happened."""
+    if not isinstance(payload, dict):
+        return None
+    status = payload.get("status", payload.get("STATUS"))
+    if (isinstance(status, str) and status.lower() == "error") or "ERROR" in payload \
+            or "API_ERROR" in payload:
+        return f"{_message(payload) or 'error'} (inside an HTTP 200 reply)"
+    return None
+
+
 API = Api("Convai", "CONVAI_API_URL", "CONVAI_API_KEY", DEFAULT_URL, _message, {
     401: "the account key was refused: set CONVAI_API_KEY to a valid Convai API key",
     429: "the API kept rate-limiting; wait a little and run again, or lower --parallelism",
-})
+}, refusal_in=_refusal)
 
 
 class ConvaiClient(SessionClient):

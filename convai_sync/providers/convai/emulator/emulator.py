@@ -3,18 +3,21 @@ emulator base (lifecycle, faults, request log, orphan recording)."""
 from __future__ import annotations
 
 import hmac
+import time
 from collections.abc import Iterable
 
-from convai_sync.providers.convai.builtins import builtin_models
 from convai_sync.providers.convai.emulator import endpoints
 from convai_sync.emulator.base import AppEmulator, OrphanCheck, Reply, Request
 from convai_sync.emulator.faults import FAULT_MESSAGES, Faults, retry_after_header
 from convai_sync.providers.convai.emulator.orphans import OrphanWatch
+from convai_sync.providers.convai.emulator.quirks import Quirks, emulator_builtins
 from convai_sync.providers.convai.emulator.seed import DIALECTS, normalize_seed
 from convai_sync.providers.convai.emulator.state import AccountState
 from convai_sync.errors import ConvaiSyncError
 
 ADD_CHARACTERS = "/_emulator/characters"  # the emulator's own route: see _add_characters
+
+_REFUSALS = (400, 404, 409)  # what Quirks.errors_in_200 disguises (never 401/429/5xx)
 
 
 class Emulator(AppEmulator):
@@ -23,16 +26,20 @@ class Emulator(AppEmulator):
     def __init__(self, dialect: str = "llm-models", account_key: str = "emulator-key",
                  seed: dict | None = None, faults: Faults | None = None,
                  extra_builtins: Iterable[str] = (), character_list_config: bool = True,
-                 character_get_config: bool = True):
+                 character_get_config: bool = True, quirks: Quirks | None = None):
         if dialect not in DIALECTS:
             raise ValueError(f"dialect must be one of {DIALECTS}, got {dialect!r}")
         super().__init__(faults)
         self.dialect = dialect
         self.account_key = account_key
-        self._builtins = builtin_models() | frozenset(extra_builtins)
+        self.quirks = quirks or Quirks()
+        self._builtins = {**emulator_builtins(), **{code: code for code in extra_builtins}}
         self._state = AccountState(self._builtins)
         self._state.list_carries_config = character_list_config
         self._state.get_carries_config = character_get_config
+        self._state.unnamed_display = self.quirks.default_display
+        # (when, state) after each write, for lagging reads; the first is what reads show
+        self._history: list[tuple[float, AccountState]] = [(float("-inf"), self._state.frozen())]
         if seed is not None:
             self.load_seed(seed)
 
@@ -41,6 +48,7 @@ class Emulator(AppEmulator):
         seed = normalize_seed(seed, "seed", self._builtins)
         with self._lock:
             self._state.load(seed)
+            self._history = [(float("-inf"), self._state.frozen())]
 
     def models(self) -> dict[str, dict]:
         with self._lock:
@@ -59,8 +67,22 @@ class Emulator(AppEmulator):
         if request.path == ADD_CHARACTERS:
             return self._add_characters(request, key_ok)
         route = endpoints.route(self.dialect, request.path)
-        return endpoints.handle(self._state, route, request.path, request.method, key_ok,
-                                request.body, request.body_error)
+        lagging = self.quirks.read_lag > 0 and route is not None and not route.writes
+        state = self._visible(time.monotonic()) if lagging else self._state
+        reply = endpoints.handle(state, route, request.path, request.method, key_ok,
+                                 request.body, request.body_error)
+        if reply.committed and self.quirks.read_lag > 0:
+            self._history.append((time.monotonic(), self._state.frozen()))
+        if self.quirks.errors_in_200 and reply.status in _REFUSALS:
+            reply = Reply(200, reply.body, reply.committed, reply.headers)
+        return reply
+
+    def _visible(self, now: float) -> AccountState:
+        """The state as of read_lag seconds ago: writes since then are not shown yet."""
+        cutoff = now - self.quirks.read_lag
+        while len(self._history) > 1 and self._history[1][0] <= cutoff:
+            self._history.pop(0)
+        return self._history[0][1]
 
     def _add_characters(self, request: Request, key_ok: bool) -> Reply:
         """The emulator's own route (not Convai's): characters are made in
@@ -89,6 +111,6 @@ class Emulator(AppEmulator):
         route = endpoints.route(self.dialect, request.path)
         reply = endpoints.error(route.family if route else endpoints.MODEL, status,
                                 FAULT_MESSAGES[status])
-        if status == 429:
+        if status == 429 and self.quirks.retry_after:
             reply.headers["Retry-After"] = retry_after_header(self._faults.retry_after)
         return reply

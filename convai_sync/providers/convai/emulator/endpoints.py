@@ -91,11 +91,13 @@ def llm_register(state: AccountState, body: dict) -> Reply:
     if problem:
         return error(MODEL, 400, problem)
     name = body["model_group_name"]
-    display = body.get("display_name", name)  # assumed: an unnamed model shows its code
+    # undocumented: what an unnamed model shows (Quirks.unnamed_display); only a
+    # display_name the request gives is checked for uniqueness
+    display = body.get("display_name", state.unnamed_display(name, body["model_name"]))
     refusal = _register_refusal(state, name)
     if refusal:
         return refusal
-    if state.display_owner(display) is not None:
+    if "display_name" in body and state.display_owner(display) is not None:
         return error(MODEL, 409, "display_name already exists")
     record = state.register(model_group_name=name, model_name=body["model_name"],
                             display_name=display, base_url=body.get("base_url", OPENAI_BASE_URL),
@@ -241,7 +243,7 @@ def character_update(state: AccountState, body: dict) -> Reply:
 
 def supported_models(state: AccountState, body: dict) -> Reply:
     reasoning = {"levels": [], "supports_auto": False, "default": None}
-    entries = [(code, code) for code in sorted(state.builtins)]
+    entries = sorted(state.builtins.items())
     entries += [(name, m["display_name"]) for name, m in state.models.items()]
     return Reply(200, {"models": [{"model_group_name": code, "display_name": display,
                                    "reasoning": dict(reasoning)} for code, display in entries]})

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from convai_sync.providers.convai.builtins import builtin_models
+from convai_sync.providers.convai.emulator.quirks import emulator_builtins
 from convai_sync.emulator.seedfile import read_seed_file
 from convai_sync.errors import ConvaiSyncError
 
@@ -41,10 +42,10 @@ def demo_seed() -> dict:
 
 
 def normalize_seed(data: Any, source: str = "seed",
-                   builtins: frozenset[str] | None = None) -> dict:
+                   builtins: Collection[str] | None = None) -> dict:
     """Check a seed's shape and fill defaults. Raises one ConvaiSyncError for the first
     problem (with a count of the others), so the CLI can print a single line."""
-    builtins = builtin_models() if builtins is None else builtins
+    builtins = emulator_builtins() if builtins is None else builtins
     problems: list[str] = []
     if not isinstance(data, dict):
         raise ConvaiSyncError(f"{source}: expected a mapping with 'models' and 'characters', "
@@ -75,7 +76,7 @@ def _list(data: dict, key: str, problems: list[str]) -> list:
     return value
 
 
-def _models(items: list, builtins: frozenset[str], problems: list[str]) -> list[dict]:
+def _models(items: list, builtins: Collection[str], problems: list[str]) -> list[dict]:
     out: list[dict] = []
     names: set[str] = set()
     displays: dict[str, str] = {}

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+from collections.abc import Mapping
+
+from convai_sync.providers.convai.emulator.quirks import Quirks
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 MODEL_FIELDS = ("model_group_name", "model_name", "display_name", "base_url",
@@ -20,14 +23,15 @@ def now_iso() -> str:
 
 
 class AccountState:
-    def __init__(self, builtins: frozenset[str]):
-        self.builtins = builtins
+    def __init__(self, builtins: Mapping[str, str]):
+        self.builtins = builtins  # built-in code -> display name
         self.models: dict[str, dict] = {}  # insertion order = list order
         self.characters: dict[str, dict] = {}
         # False: /character/list leaves out personalised_prompt_config, as the real
         # list may (CONVAI_API.md); clients must then ask /character/get per character.
         self.list_carries_config = True
         self.get_carries_config = True  # False: /character/get as documented (six fields)
+        self.unnamed_display = Quirks().default_display  # (code, model_name) -> display_name
 
     def load(self, seed: dict) -> None:
         """Replace everything with a normalized seed (see seed.normalize_seed)."""
@@ -70,6 +74,16 @@ class AccountState:
         record["created_at"] = now_iso()
         self.models[record["model_group_name"]] = record
         return record
+
+    def frozen(self) -> "AccountState":
+        """A copy that later writes do not change (what a lagging read shows)."""
+        copy_ = AccountState(self.builtins)
+        copy_.models = copy.deepcopy(self.models)
+        copy_.characters = {cid: dict(c) for cid, c in self.characters.items()}
+        copy_.list_carries_config = self.list_carries_config
+        copy_.get_carries_config = self.get_carries_config
+        copy_.unnamed_display = self.unnamed_display
+        return copy_
 
     def snapshot_models(self) -> dict[str, dict]:
         return copy.deepcopy(self.models)
