@@ -42,7 +42,7 @@ CORE: dict[str, list[str]] = {
     "executor": ["test_planner.py", "test_faults.py", "test_rotation_and_brakes.py",
                  "test_interrupt.py", "test_properties.py"],
     "secrets": ["test_secrets_canary.py", "test_secrets_unit.py"],
-    "retry": ["test_retry.py", "test_faults.py"],
+    "retry": ["test_retry.py", "test_lost_replies.py"],
     "providers/http": ["test_retry.py", "test_faults.py", "test_lost_replies.py",
                        "test_e2e.py"],
     "fingerprint": ["test_saved_plans.py"],

@@ -151,14 +151,16 @@ class HttpSession:
                                           "again later: a re-run picks up where this one stopped"))
 
     def _landed_eventually(self, landed: Callable[[], bool], started: float) -> bool:
-        for attempt in range(self.retry.max_attempts):
-            if landed():
-                return True
+        """Re-read until the write shows or the call's time budget is spent: reads may
+        lag behind writes, and a write refused as a duplicate of itself has landed."""
+        attempt = 0
+        while not landed():
             delay = self.retry.delay(attempt, None)
             if time.monotonic() - started + delay > self.retry.max_total:
                 return False
             time.sleep(delay)
-        return False
+            attempt += 1
+        return True
 
     def _once(self, method: str, path: str, body: Any, params: dict[str, str] | None,
               obj: str | None, deadline: float) -> Any:
