@@ -17,7 +17,9 @@ from convai_sync.errors import ConvaiSyncError
 
 ADD_CHARACTERS = "/_emulator/characters"  # the emulator's own route: see _add_characters
 
-_REFUSALS = (400, 404, 409)  # what Quirks.errors_in_200 disguises (never 401/429/5xx)
+# what Quirks.errors_in_200 disguises: an endpoint's refusals, never 401/429/5xx nor
+# the 404 of a path that does not exist (the dialect probe relies on that one)
+_REFUSALS = (400, 404, 409)
 
 
 class Emulator(AppEmulator):
@@ -35,13 +37,24 @@ class Emulator(AppEmulator):
         self.quirks = quirks or Quirks()
         self._builtins = {**emulator_builtins(), **{code: code for code in extra_builtins}}
         self._state = AccountState(self._builtins)
-        self._state.list_carries_config = character_list_config
-        self._state.get_carries_config = character_get_config
-        self._state.unnamed_display = self.quirks.default_display
+        self.configure(quirks=self.quirks, character_list_config=character_list_config,
+                       character_get_config=character_get_config)
         # (when, state) after each write, for lagging reads; the first is what reads show
         self._history: list[tuple[float, AccountState]] = [(float("-inf"), self._state.frozen())]
         if seed is not None:
             self.load_seed(seed)
+
+    def configure(self, *, quirks: Quirks | None = None, character_list_config: bool | None = None,
+                  character_get_config: bool | None = None) -> None:
+        """Change how the API behaves between runs (the account is kept)."""
+        with self._lock:
+            if quirks is not None:
+                self.quirks = quirks
+                self._state.unnamed_display = quirks.default_display
+            if character_list_config is not None:
+                self._state.list_carries_config = character_list_config
+            if character_get_config is not None:
+                self._state.get_carries_config = character_get_config
 
     def load_seed(self, seed: dict) -> None:
         """Replace the account state (the request log is kept)."""
@@ -73,7 +86,7 @@ class Emulator(AppEmulator):
                                  request.body, request.body_error)
         if reply.committed and self.quirks.read_lag > 0:
             self._history.append((time.monotonic(), self._state.frozen()))
-        if self.quirks.errors_in_200 and reply.status in _REFUSALS:
+        if self.quirks.errors_in_200 and route is not None and reply.status in _REFUSALS:
             reply = Reply(200, reply.body, reply.committed, reply.headers)
         return reply
 
