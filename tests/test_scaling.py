@@ -177,9 +177,17 @@ def test_libyaml_loader_gives_the_same_data_and_lines_as_the_pure_python_one(tex
 def test_benchmark_smoke(tmp_path: Path) -> None:
     report = tmp_path / "bench.md"
     out = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_apply.py"), "--quick",
-                          "--latency-ms", "1", "--markdown", str(report)],
+                          "--sizes", "10,100", "--latency-ms", "10", "--markdown", str(report)],
                          capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert out.returncode == 0, out.stderr[-3000:]
+    # 100 characters / 10 models: 10 registrations + 30 rebinds, 40 writes of 10 ms each.
+    # A sequential executor needs >= 400 ms and lands at ~1.0x; ten at a time ~0.2x.
+    row = next(line for line in out.stdout.splitlines() if line.startswith("| 100 / 10 |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1:3] == ["40", "2 / 40"], row  # one request per write, two reads to plan
+    apply_s, sequential_s = float(cells[4].split()[0]), float(cells[5].split()[0])
+    assert sequential_s >= 0.4, row
+    assert apply_s / sequential_s <= 0.6, row
     for column in ("characters / models", "requests plan / apply", "sequential",
                    "Terraform/decK-like (p=10)", "round-trip bound", "apply / sequential",
                    "apply / bound", "connections"):
