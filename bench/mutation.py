@@ -43,7 +43,7 @@ CORE: dict[str, list[str]] = {
                  "test_interrupt.py", "test_properties.py"],
     "secrets": ["test_secrets.py", "test_lost_replies.py", "test_secrets_canary.py"],
     "retry": ["test_retry.py", "test_lost_replies.py"],
-    "providers/http": ["test_lost_replies.py", "test_retry.py", "test_faults.py"],
+    "providers/http": ["test_http_session.py", "test_lost_replies.py"],
     "fingerprint": ["test_saved_plans.py"],
     "state": ["test_planner.py", "test_rotation_and_brakes.py", "test_e2e.py"],
     "providers/convai/client": ["test_e2e.py", "test_emulator.py", "test_faults.py",

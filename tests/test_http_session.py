@@ -1,0 +1,251 @@
+"""HttpSession's retry loop and lost-reply check with a scripted API and a fake
+clock: the exact waits, attempts and verdicts, in milliseconds of real time.
+(test_lost_replies runs the same paths over real HTTP against the emulator.)"""
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from convai_sync.errors import ApiError, ConvaiSyncError
+from convai_sync.providers import http
+from convai_sync.providers.convai.client import API
+from convai_sync.providers.http import HttpSession, checked_url
+from convai_sync.retry import RetryPolicy
+
+POLICY = RetryPolicy(max_attempts=5, base_delay=0.125, max_delay=4.0, max_total=0.875)
+
+
+class Clock:
+    """time.monotonic and time.sleep for the session: sleeping advances the clock."""
+
+    def __init__(self) -> None:
+        self.now, self.sleeps = 1000.0, []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    c = Clock()
+    monkeypatch.setattr(http.time, "monotonic", c.monotonic)
+    monkeypatch.setattr(http.time, "sleep", c.sleep)
+    monkeypatch.setattr("convai_sync.retry.random.uniform", lambda low, high: high)
+    monkeypatch.setattr("convai_sync.retry.time.monotonic", c.monotonic)
+    return c
+
+
+def session(replies: list[Any], policy: RetryPolicy = POLICY) -> tuple[HttpSession, list[str]]:
+    """A session whose transport answers from `replies` in order: an int status with a
+    JSON body, a (status, body, headers) tuple, or an exception to raise."""
+    sent: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(f"{request.method} {request.url.path}")
+        reply = replies.pop(0) if len(replies) > 1 else replies[0]
+        if isinstance(reply, Exception):
+            raise reply
+        plain = (reply, {"status": "ok"} if reply < 400 else {"message": "error"}, {}) \
+            if isinstance(reply, int) else reply
+        status, body, headers = plain
+        return httpx.Response(status, json=body, headers=headers)
+
+    s = HttpSession(API, "http://api.test", {}, "acct-key-for-http-tests", retry=policy)
+    s._http._transport = httpx.MockTransport(handler)  # the one-method seam under the pool
+    return s, sent
+
+
+def test_transient_failures_are_retried_with_doubling_waits(clock: Clock) -> None:
+    s, sent = session([503, 502, 500, 200])
+    assert s.call("POST", "/x", {}) == {"status": "ok"}
+    assert clock.sleeps == [0.125, 0.25, 0.5] and len(sent) == 4 and s.requests == 4
+
+
+def test_the_time_budget_ends_the_retries_and_the_error_counts_the_attempts(clock: Clock) -> None:
+    s, sent = session([503])
+    with pytest.raises(ApiError, match=r"POST /x \(thing\) failed: HTTP 503: error \(gave up after 4 "
+                                       r"attempts\)\n  the API or the network is failing"):
+        s.call("POST", "/x", {}, "thing")
+    # 0.125 + 0.25 + 0.5 = 0.875 = max_total: the third wait fits exactly, a fourth would not
+    assert clock.sleeps == [0.125, 0.25, 0.5]
+    assert len(sent) == 4
+
+
+def test_a_budget_exactly_used_up_still_waits_the_last_time(clock: Clock) -> None:
+    s, sent = session([503, 503, 503, 200])
+    assert s.call("POST", "/x", {}) == {"status": "ok"}
+    assert clock.sleeps == [0.125, 0.25, 0.5]   # elapsed 0.375 + 0.5 == 0.875: not over budget
+
+
+def test_max_attempts_bounds_the_retries(clock: Clock) -> None:
+    s, sent = session([503], RetryPolicy(max_attempts=3, base_delay=0.001, max_delay=0.001, max_total=60))
+    with pytest.raises(ApiError, match=r"gave up after 3 attempts"):
+        s.call("POST", "/x", {})
+    assert len(sent) == 3
+
+
+def test_retry_after_sets_the_wait_and_pauses_the_run(clock: Clock) -> None:
+    s, sent = session([(429, {"message": "slow down"}, {"Retry-After": "0.5"}), 200],
+                      RetryPolicy(max_attempts=3, base_delay=0.001, max_delay=0.001, max_total=60))
+    assert s.call("POST", "/x", {}) == {"status": "ok"}
+    assert clock.sleeps == [0.5]
+    assert (s.limit.throttled, s.limit.cuts) == (1, 1)
+
+
+def test_a_429_without_retry_after_backs_off_by_the_policy(clock: Clock) -> None:
+    s, sent = session([(429, {"message": "slow down"}, {}), 200])
+    s.call("POST", "/x", {})
+    assert clock.sleeps == [0.125]
+
+
+def test_a_429_that_never_ends_gives_the_rate_limit_hint(clock: Clock) -> None:
+    s, _ = session([(429, {"message": "API rate limit exceeded."}, {})])
+    with pytest.raises(ApiError, match=r"HTTP 429: API rate limit exceeded\. \(gave up.*\n  the API "
+                                       r"kept rate-limiting"):
+        s.call("POST", "/x", {})
+
+
+def test_client_errors_fail_at_once_with_the_message_and_hint(clock: Clock) -> None:
+    s, sent = session([(401, {"message": "Unauthorized"}, {})])
+    with pytest.raises(ApiError, match=r"POST /x failed: HTTP 401: Unauthorized\n  the account key "
+                                       r"was refused") as err:
+        s.call("POST", "/x", {})
+    assert err.value.status == 401 and len(sent) == 1 and clock.sleeps == []
+
+
+def test_an_error_body_without_message_falls_back_to_the_text(clock: Clock) -> None:
+    s, _ = session([(400, ["odd"], {})])
+    with pytest.raises(ApiError, match=r'HTTP 400: \["odd"\]'):
+        s.call("POST", "/x", {})
+
+
+def test_a_reply_that_is_not_json_is_named(clock: Clock) -> None:
+    s, _ = session([200])
+    s._http._transport = httpx.MockTransport(lambda r: httpx.Response(200, text="<html>"))
+    with pytest.raises(ApiError, match=r"HTTP 200: the reply is not JSON\n  is CONVAI_API_URL "
+                                       r"pointing at the Convai API\?"):
+        s.call("POST", "/x", {})
+
+
+# --- the lost-reply check -------------------------------------------------------------
+
+class Landed:
+    """A `landed` check that answers False `misses` times, then True."""
+
+    def __init__(self, misses: int | None):
+        self.misses, self.calls = misses, 0
+
+    def __call__(self) -> bool:
+        self.calls += 1
+        return self.misses is not None and self.calls > self.misses
+
+
+def test_a_lost_reply_that_landed_is_not_repeated(clock: Clock) -> None:
+    s, sent = session([500, 200])
+    landed = Landed(0)
+    assert s.call("POST", "/w", {}, landed=landed) is None
+    assert len(sent) == 1 and landed.calls == 1
+
+
+def test_a_lost_reply_that_did_not_land_is_repeated(clock: Clock) -> None:
+    s, sent = session([500, 200])
+    assert s.call("POST", "/w", {}, landed=Landed(None)) == {"status": "ok"}
+    assert len(sent) == 2
+
+
+def test_a_429_is_never_ambiguous(clock: Clock) -> None:
+    s, sent = session([(429, {}, {}), 200])
+    landed = Landed(0)
+    assert s.call("POST", "/w", {}, landed=landed) == {"status": "ok"}
+    assert landed.calls == 0
+
+
+def test_a_timeout_on_a_write_is_ambiguous_but_not_on_a_get(clock: Clock) -> None:
+    s, _ = session([httpx.ReadTimeout("slow"), 200])
+    landed = Landed(0)
+    assert s.call("POST", "/w", {}, landed=landed) is None
+    s, _ = session([httpx.ReadTimeout("slow"), 200])
+    assert s.call("GET", "/r", landed=Landed(0)) == {"status": "ok"}
+
+
+def test_a_409_after_a_lost_reply_waits_for_reads_to_catch_up(clock: Clock) -> None:
+    s, sent = session([500, (409, {"message": "already exists"}, {})])
+    landed = Landed(3)  # the read before the retry, then two more lagging reads
+    assert s.call("POST", "/w", {}, landed=landed) is None
+    assert landed.calls == 4
+    assert clock.sleeps == [0.125, 0.125, 0.25]  # the retry's wait, then the polling's own
+
+
+def test_a_409_after_a_lost_reply_that_never_shows_is_an_error(clock: Clock) -> None:
+    s, sent = session([500, (409, {"message": "already exists"}, {})])
+    with pytest.raises(ApiError, match="HTTP 409: already exists"):
+        s.call("POST", "/w", {}, landed=Landed(None))
+    # polling stops when the next wait would overrun the call's budget (0.875 s)
+    assert clock.sleeps == [0.125, 0.125, 0.25]  # elapsed 0.5, and 0.5 more would be 1.0
+
+
+def test_a_404_after_a_lost_reply_is_checked_too(clock: Clock) -> None:
+    s, _ = session([502, (404, {"message": "not found"}, {})])
+    assert s.call("POST", "/w", {}, landed=Landed(1)) is None
+
+
+def test_a_409_without_a_lost_reply_is_not_checked(clock: Clock) -> None:
+    s, _ = session([(409, {"message": "already exists"}, {})])
+    landed = Landed(0)
+    with pytest.raises(ApiError, match="HTTP 409"):
+        s.call("POST", "/w", {}, landed=landed)
+    assert landed.calls == 0
+
+
+def test_other_errors_after_a_lost_reply_are_not_checked(clock: Clock) -> None:
+    s, _ = session([500, (400, {"message": "bad"}, {})])
+    landed = Landed(None)
+    with pytest.raises(ApiError, match="HTTP 400: bad"):
+        s.call("POST", "/w", {}, landed=landed)
+    assert landed.calls == 1  # only the check before the retry
+
+
+def test_a_refusal_inside_a_200_after_a_lost_reply_is_checked(clock: Clock) -> None:
+    s, _ = session([500, (200, {"status": "error", "message": "already exists"}, {})])
+    assert s.call("POST", "/w", {}, landed=Landed(1)) is None
+
+
+# --- connection errors, URL and key ----------------------------------------------------
+
+def test_a_connection_refused_before_any_answer_fails_at_once(clock: Clock) -> None:
+    s, sent = session([httpx.ConnectError("refused"), 200])
+    with pytest.raises(ApiError, match=r"cannot connect to http://api\.test: refused\n  check "
+                                       r"CONVAI_API_URL / --api-url"):
+        s.call("POST", "/x", {})
+    assert len(sent) == 1
+
+
+def test_a_connection_refused_after_an_answer_is_retried_and_not_ambiguous(clock: Clock) -> None:
+    s, sent = session([200, httpx.ConnectError("refused"), 200])
+    s.call("POST", "/x", {})
+    landed = Landed(0)
+    assert s.call("POST", "/w", {}, landed=landed) == {"status": "ok"}
+    assert landed.calls == 0 and len(sent) == 3
+
+
+@pytest.mark.parametrize("url", ["api.convai.com", "ftp://api.convai.com", "http://", "http://[::1"])
+def test_a_url_that_is_not_http_is_refused(url: str) -> None:
+    with pytest.raises(ConvaiSyncError, match=r"is not an http\(s\) URL; set CONVAI_API_URL or "
+                                              r"--api-url to e\.g\. https://api\.convai\.com"):
+        checked_url(url, API)
+
+
+def test_a_url_loses_its_trailing_slash() -> None:
+    assert checked_url("https://api.convai.com/", API) == "https://api.convai.com"
+    assert checked_url("http://127.0.0.1:8787", API) == "http://127.0.0.1:8787"
+
+
+def test_no_account_key_is_refused_before_any_request() -> None:
+    with pytest.raises(ConvaiSyncError, match="no account key: set CONVAI_API_KEY to your Convai API key"):
+        HttpSession(API, "http://api.test", {}, "")
