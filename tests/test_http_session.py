@@ -128,9 +128,23 @@ def test_an_error_body_without_message_falls_back_to_the_text(clock: Clock) -> N
 def test_a_reply_that_is_not_json_is_named(clock: Clock) -> None:
     s, _ = session([200])
     s._http._transport = httpx.MockTransport(lambda r: httpx.Response(200, text="<html>"))
-    with pytest.raises(ApiError, match=r"HTTP 200: the reply is not JSON\n  is CONVAI_API_URL "
-                                       r"pointing at the Convai API\?"):
+    with pytest.raises(ApiError, match=r"^POST /x \(thing\) failed: HTTP 200: the reply is not JSON\n"
+                                       r"  is CONVAI_API_URL pointing at the Convai API\?"):
+        s.call("POST", "/x", {}, "thing")
+
+
+@pytest.mark.parametrize("status", [300, 301])
+def test_a_3xx_is_not_a_success(clock: Clock, status: int) -> None:
+    s, _ = session([(status, {"status": "ok"}, {})])
+    with pytest.raises(ApiError, match=f"HTTP {status}"):
         s.call("POST", "/x", {})
+
+
+def test_a_refusal_inside_a_200_names_the_call_and_object(clock: Clock) -> None:
+    s, _ = session([(200, {"status": "error", "message": "nope"}, {})])
+    with pytest.raises(ApiError, match=r"^POST /x \(thing\) failed: HTTP 200: nope \(inside an "
+                                       r"HTTP 200 reply\)$"):
+        s.call("POST", "/x", {}, "thing")
 
 
 # --- the lost-reply check -------------------------------------------------------------
@@ -188,6 +202,14 @@ def test_a_409_after_a_lost_reply_that_never_shows_is_an_error(clock: Clock) -> 
         s.call("POST", "/w", {}, landed=Landed(None))
     # polling stops when the next wait would overrun the call's budget (0.875 s)
     assert clock.sleeps == [0.125, 0.125, 0.25]  # elapsed 0.5, and 0.5 more would be 1.0
+
+
+def test_polling_may_use_the_budget_to_the_last_millisecond(clock: Clock) -> None:
+    policy = RetryPolicy(max_attempts=5, base_delay=0.125, max_delay=4.0, max_total=1.0)
+    s, _ = session([500, (409, {"message": "already exists"}, {})], policy)
+    with pytest.raises(ApiError, match="HTTP 409"):
+        s.call("POST", "/w", {}, landed=Landed(None))
+    assert clock.sleeps == [0.125, 0.125, 0.25, 0.5]  # 0.5 + 0.5 == 1.0: still within budget
 
 
 def test_a_404_after_a_lost_reply_is_checked_too(clock: Clock) -> None:
