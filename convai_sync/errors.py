@@ -24,7 +24,7 @@ class ApiError(ConvaiSyncError):
     """A Convai API call failed. Names the call and the object."""
 
     def __init__(self, call: str, obj: str | None, status: int | None, message: str,
-                 hint: str = ""):
+                 hint: str | None = None):
         self.call, self.obj, self.status, self.api_message = call, obj, status, message
         where = f"{call}" + (f" ({obj})" if obj else "")
         code = f"HTTP {status}" if status else "no response"

@@ -98,6 +98,19 @@ def test_retry_after_sets_the_wait_and_pauses_the_run(clock: Clock) -> None:
     assert (s.limit.throttled, s.limit.cuts) == (1, 1)
 
 
+def test_a_5xx_with_retry_after_is_waited_out_too(clock: Clock) -> None:
+    s, _ = session([(503, {"message": "maintenance"}, {"Retry-After": "0.5"}), 200])
+    s.call("POST", "/x", {})
+    assert clock.sleeps == [0.5]
+
+
+def test_a_4xx_without_a_hint_says_only_what_the_api_said(clock: Clock) -> None:
+    s, _ = session([(418, {"message": "teapot"}, {})])
+    with pytest.raises(ApiError) as err:
+        s.call("POST", "/x", {})
+    assert str(err.value) == "POST /x failed: HTTP 418: teapot"
+
+
 def test_a_429_without_retry_after_backs_off_by_the_policy(clock: Clock) -> None:
     s, sent = session([(429, {"message": "slow down"}, {}), 200])
     s.call("POST", "/x", {})
@@ -113,9 +126,9 @@ def test_a_429_that_never_ends_gives_the_rate_limit_hint(clock: Clock) -> None:
 
 def test_client_errors_fail_at_once_with_the_message_and_hint(clock: Clock) -> None:
     s, sent = session([(401, {"message": "Unauthorized"}, {})])
-    with pytest.raises(ApiError, match=r"POST /x failed: HTTP 401: Unauthorized\n  the account key "
-                                       r"was refused") as err:
-        s.call("POST", "/x", {})
+    with pytest.raises(ApiError, match=r"^POST /x \(thing\) failed: HTTP 401: Unauthorized\n  the "
+                                       r"account key was refused") as err:
+        s.call("POST", "/x", {}, "thing")
     assert err.value.status == 401 and len(sent) == 1 and clock.sleeps == []
 
 

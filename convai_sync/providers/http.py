@@ -204,7 +204,7 @@ class HttpSession:
                                f"is {self.api.env_url} pointing at the {self.api.name} API?")
             refusal = self.api.refusal_in(payload)
             if refusal is not None:
-                raise ApiError(call, obj, status, refusal, self.api.hints.get(status, ""))
+                raise ApiError(call, obj, status, refusal)
             return payload
         # scrub before the cut: a cut key is no longer the value the scrubber knows
         message = scrub(self.api.message_of(payload) or response.text)[:MAX_MESSAGE] \
@@ -215,7 +215,7 @@ class HttpSession:
             raise _Transient(status, message, retry_after, ambiguous=False)
         if status >= 500:
             raise _Transient(status, message, retry_after, ambiguous=True)
-        raise ApiError(call, obj, status, message, self.api.hints.get(status, ""))
+        raise ApiError(call, obj, status, message, self.api.hints.get(status))
 
 
 def _log_retry(call: str, obj: str | None, failure: _Transient, attempt: int, cap: int,
