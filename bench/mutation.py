@@ -36,18 +36,16 @@ PYTEST_ARGS = ["-x", "-q", "-p", "no:cacheprovider"]
 
 # module (under convai_sync/) -> the test files that exercise it
 CORE: dict[str, list[str]] = {
-    "planner": ["test_planner.py", "test_properties.py", "test_rotation_and_brakes.py",
-                "test_faults.py", "test_e2e.py"],
-    "plan": ["test_planner.py", "test_markdown.py", "test_saved_plans.py", "test_e2e.py"],
-    "executor": ["test_planner.py", "test_faults.py", "test_rotation_and_brakes.py",
-                 "test_interrupt.py", "test_properties.py"],
+    "planner": ["test_planner.py", "test_rotation_and_brakes.py", "test_properties.py"],
+    "plan": ["test_planner.py", "test_markdown.py", "test_saved_plans.py"],
+    "executor": ["test_executor.py", "test_planner.py", "test_interrupt.py"],
     "secrets": ["test_secrets.py", "test_lost_replies.py", "test_secrets_canary.py"],
     "retry": ["test_retry.py", "test_lost_replies.py"],
     "providers/http": ["test_http_session.py", "test_lost_replies.py"],
     "fingerprint": ["test_saved_plans.py"],
-    "state": ["test_planner.py", "test_rotation_and_brakes.py", "test_e2e.py"],
-    "providers/convai/client": ["test_e2e.py", "test_emulator.py", "test_faults.py",
-                                "test_scaling.py", "test_lost_replies.py", "test_disagreeing_emulator.py"],
+    "state": ["test_planner.py", "test_rotation_and_brakes.py"],
+    "providers/convai/client": ["test_e2e.py", "test_faults.py", "test_scaling.py",
+                                "test_lost_replies.py", "test_disagreeing_emulator.py"],
     "providers/langbot/client": ["test_langbot.py", "test_langbot_properties.py"],
     "providers/vapi/client": ["test_vapi.py", "test_vapi_properties.py"],
 }
