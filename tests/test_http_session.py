@@ -70,7 +70,8 @@ def test_transient_failures_are_retried_with_doubling_waits(clock: Clock) -> Non
 def test_the_time_budget_ends_the_retries_and_the_error_counts_the_attempts(clock: Clock) -> None:
     s, sent = session([503])
     with pytest.raises(ApiError, match=r"POST /x \(thing\) failed: HTTP 503: error \(gave up after 4 "
-                                       r"attempts\)\n  the API or the network is failing"):
+                                       r"attempts\)\n  the API or the network is failing; run again "
+                                       r"later: a re-run picks up where this one stopped$"):
         s.call("POST", "/x", {}, "thing")
     # 0.125 + 0.25 + 0.5 = 0.875 = max_total: the third wait fits exactly, a fourth would not
     assert clock.sleeps == [0.125, 0.25, 0.5]
@@ -255,10 +256,54 @@ def test_a_refusal_inside_a_200_after_a_lost_reply_is_checked(clock: Clock) -> N
 
 def test_a_connection_refused_before_any_answer_fails_at_once(clock: Clock) -> None:
     s, sent = session([httpx.ConnectError("refused"), 200])
-    with pytest.raises(ApiError, match=r"cannot connect to http://api\.test: refused\n  check "
-                                       r"CONVAI_API_URL / --api-url"):
-        s.call("POST", "/x", {})
+    with pytest.raises(ApiError, match=r"^POST /x \(thing\) failed: no response: cannot connect to "
+                                       r"http://api\.test: refused\n  check CONVAI_API_URL / --api-url"):
+        s.call("POST", "/x", {}, "thing")
     assert len(sent) == 1
+
+
+def test_a_connection_that_keeps_failing_after_an_answer_gives_up_saying_so(clock: Clock) -> None:
+    s, _ = session([200, httpx.ConnectError("refused")])
+    s.call("POST", "/x", {})
+    with pytest.raises(ApiError, match=r"no response: connection failed: refused \(gave up after"):
+        s.call("POST", "/x", {})
+
+
+def test_a_read_that_keeps_timing_out_gives_up_naming_the_timeout(clock: Clock) -> None:
+    s, _ = session([httpx.ReadTimeout("too slow")])
+    with pytest.raises(ApiError, match=r"GET /r failed: no response: ReadTimeout: too slow \(gave up"):
+        s.call("GET", "/r")
+
+
+def test_a_lost_reply_stays_possible_across_later_unambiguous_failures(clock: Clock) -> None:
+    s, _ = session([500, (429, {}, {}), (409, {"message": "already exists"}, {})])
+    landed = Landed(2)  # not yet after the 500, nor after the 429; shows after the 409
+    assert s.call("POST", "/w", {}, landed=landed) is None
+    assert landed.calls == 3
+
+
+def test_query_parameters_are_sent(clock: Clock) -> None:
+    s, sent = session([200])
+    seen: list[str] = []
+    s._http._transport = httpx.MockTransport(
+        lambda r: seen.append(str(r.url)) or httpx.Response(200, json={}))
+    s.call("GET", "/list", params={"limit": "100"})
+    assert seen == ["http://api.test/list?limit=100"]
+
+
+def test_session_defaults_and_the_account_key_is_never_printed() -> None:
+    s = HttpSession(API, "http://api.test", {}, "acct-key-never-printed")
+    assert s.limit.maximum == 8 and s.retry == RetryPolicy()
+    assert s._http._extensions["timeout"] == httpx.Timeout(30.0).as_dict()
+    assert HttpSession(API, "http://api.test", {}, "k-1234", timeout=2.5)._http._extensions[
+        "timeout"] == httpx.Timeout(2.5).as_dict()
+    from convai_sync.secrets import scrub
+    assert scrub("key acct-key-never-printed") == "key (sensitive)"
+
+
+def test_a_bad_url_is_refused_naming_the_platform_variable() -> None:
+    with pytest.raises(ConvaiSyncError, match="set CONVAI_API_URL or --api-url"):
+        HttpSession(API, "api.test", {}, "k-1234")
 
 
 def test_a_connection_refused_after_an_answer_is_retried_and_not_ambiguous(clock: Clock) -> None:
@@ -279,6 +324,7 @@ def test_a_url_that_is_not_http_is_refused(url: str) -> None:
 def test_a_url_loses_its_trailing_slash() -> None:
     assert checked_url("https://api.convai.com/", API) == "https://api.convai.com"
     assert checked_url("http://127.0.0.1:8787", API) == "http://127.0.0.1:8787"
+    assert checked_url("http://127.0.0.1:8787/X", API) == "http://127.0.0.1:8787/X"
 
 
 def test_no_account_key_is_refused_before_any_request() -> None:

@@ -38,6 +38,12 @@ def test_longer_secrets_are_scrubbed_before_their_prefixes() -> None:
     assert scrub("x abcdefgh y abcd") == "x (sensitive) y (sensitive)"
 
 
+def test_a_secret_inside_another_never_leaves_a_piece_of_the_longer_one() -> None:
+    remember("key-1234")           # sorts after the longer one by text, before it by length
+    remember("a-key-1234-long")
+    assert scrub("x a-key-1234-long y key-1234") == "x (sensitive) y (sensitive)"
+
+
 def test_values_shorter_than_four_characters_are_not_scrubbed() -> None:
     remember("abc")
     remember("")
