@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from convai_sync.fingerprint import digest, manifest_fingerprint
 from convai_sync.manifest import parse_manifest
+from convai_sync.model import LiveState
 
 MANIFEST = """version: 1
 models:
@@ -43,3 +44,36 @@ def test_layout_and_comments_do_not_count_but_meaning_does() -> None:
     assert manifest_fingerprint(parse_manifest(relaid, "a.yaml")) == base
     changed = MANIFEST.replace("temperature: 0.5", "temperature: 0.6")
     assert manifest_fingerprint(parse_manifest(changed, "a.yaml")) != base
+
+
+def _live() -> LiveState:
+    from convai_sync.model import ConsumerState, LiveState, ModelState
+    return LiveState("llm-models", {"x": ModelState("x", {"model_name": "m"})},
+                     {"x": ConsumerState("x", "gpt-4o", {"temperature": 0.5}, "Xavier"),
+                      "c2": ConsumerState("c2", "x", {"temperature": 0.1})})
+
+
+def test_differences_name_each_object_by_its_own_kind() -> None:
+    from convai_sync.fingerprint import live_differences, live_fingerprint
+    from convai_sync.providers.convai import capabilities
+    caps = capabilities("llm-models")
+    live = _live()
+    saved = live_fingerprint(live, caps)
+    assert live_differences(saved, live, caps) == []
+    live.models["x"].fields["model_name"] = "other"
+    live.consumers["x"].fields["temperature"] = 0.9
+    del live.consumers["c2"]
+    # a model and a character may share an id: the model is never called by the character's name
+    assert live_differences(saved, live, caps) == [
+        "model x changed since the plan", "character c2 was removed since the plan",
+        "character 'Xavier' (x) changed since the plan"]  # sorted by id
+
+
+def test_a_saved_plan_without_characters_sees_every_live_one_as_added() -> None:
+    from convai_sync.fingerprint import live_differences, live_fingerprint
+    from convai_sync.providers.convai import capabilities
+    caps = capabilities("llm-models")
+    live = _live()
+    saved = {"models": live_fingerprint(live, caps)["models"]}
+    assert live_differences(saved, live, caps) == [
+        "character c2 was added since the plan", "character 'Xavier' (x) was added since the plan"]
