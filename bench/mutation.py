@@ -43,7 +43,7 @@ CORE: dict[str, list[str]] = {
     "retry": ["test_retry.py", "test_lost_replies.py"],
     "providers/http": ["test_http_session.py", "test_lost_replies.py"],
     "fingerprint": ["test_fingerprint.py", "test_saved_plans.py"],
-    "state": ["test_planner.py", "test_rotation_and_brakes.py"],
+    "state": ["test_state.py", "test_planner.py", "test_rotation_and_brakes.py"],
     "providers/convai/client": ["test_e2e.py", "test_faults.py", "test_scaling.py",
                                 "test_lost_replies.py", "test_disagreeing_emulator.py"],
     "providers/langbot/client": ["test_langbot.py", "test_langbot_properties.py"],

@@ -1,0 +1,101 @@
+"""The state file: what it holds, byte for byte (users commit it beside the
+manifest, so its layout is part of the diff they review), and how it fails."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from convai_sync.errors import ConvaiSyncError
+from convai_sync.plan import Plan
+from convai_sync.state import SyncState
+
+URL = "https://api.convai.com"
+
+
+def plan_with_versions(versions: dict[str, int]) -> Plan:
+    return Plan("llm-models", [], meta={"api_key_versions": versions})
+
+
+def test_the_file_is_sorted_indented_json_with_every_record(tmp_path: Path) -> None:
+    path = tmp_path / "models.state.json"
+    SyncState(path, URL, {"b": 2, "a": 1}, {"c9": "m1"}, {"uuids": {"m1": "u-1"}}).save()
+    assert path.read_text("utf-8") == """{
+  "accounts": {
+    "https://api.convai.com": {
+      "api_key_versions": {
+        "a": 1,
+        "b": 2
+      },
+      "parked_characters": {
+        "c9": "m1"
+      },
+      "platform": {
+        "uuids": {
+          "m1": "u-1"
+        }
+      }
+    }
+  },
+  "format_version": 1
+}
+"""
+    assert not (tmp_path / "models.state.json.tmp").exists()  # written aside, then renamed
+
+
+def test_empty_records_are_left_out_and_a_load_reads_back_what_was_saved(tmp_path: Path) -> None:
+    path = tmp_path / "s.json"
+    SyncState(path, URL, {"a": 1}).save()
+    assert json.loads(path.read_text())["accounts"][URL] == {"api_key_versions": {"a": 1}}
+    SyncState(path, URL, {"a": 3}, {"c1": "m"}, {"k": "v"}).save()
+    back = SyncState.load(path, URL)
+    assert (back.versions, back.parked, back.memo) == ({"a": 3}, {"c1": "m"}, {"k": "v"})
+
+
+def test_other_accounts_in_the_file_are_kept(tmp_path: Path) -> None:
+    path = tmp_path / "s.json"
+    SyncState(path, "http://other", {"x": 5}).save()
+    SyncState.load(path, URL).save()
+    doc = json.loads(path.read_text())
+    assert doc["accounts"]["http://other"] == {"api_key_versions": {"x": 5}}
+    assert doc["accounts"][URL] == {"api_key_versions": {}}
+    assert SyncState.load(path, "http://nobody").versions == {}
+
+
+def test_without_a_path_nothing_is_written(tmp_path: Path) -> None:
+    SyncState(None, URL, {"a": 1}).save()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_state_file_that_cannot_be_written_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "missing-dir" / "s.json"
+    with pytest.raises(ConvaiSyncError, match=r"s\.json: cannot write the state file: "
+                                              r"No such file or directory"):
+        SyncState(path, URL, {"a": 1}).save()
+
+
+@pytest.mark.parametrize("text,why", [
+    ("not json", "Expecting value"),
+    ('{"format_version": 2}', "unknown format_version 2"),
+    ('{"format_version": 1, "accounts": {"%s": {"api_key_versions": {"a": "x"}}}}' % URL, "invalid literal"),
+])
+def test_a_broken_state_file_is_refused_with_what_to_do(tmp_path: Path, text: str, why: str) -> None:
+    path = tmp_path / "s.json"
+    path.write_text(text)
+    with pytest.raises(ConvaiSyncError, match=f"s\\.json: not a convai-sync state file \\(.*{why}"
+                                              r".*\); fix or delete it \(deleting it only means key "
+                                              r"versions are adopted again\)"):
+        SyncState.load(path, URL)
+
+
+def test_worth_saving_only_when_there_is_something_to_keep(tmp_path: Path) -> None:
+    path = tmp_path / "s.json"
+    nothing = plan_with_versions({})
+    assert not SyncState(path, URL).worth_saving(nothing)
+    assert SyncState(path, URL).worth_saving(plan_with_versions({"a": 1}))
+    assert SyncState(path, URL, parked={"c": "m"}).worth_saving(nothing)
+    assert SyncState(path, URL, memo={"k": "v"}).worth_saving(nothing)
+    path.write_text("{}")
+    assert SyncState(path, URL).worth_saving(nothing)  # an existing file is kept up to date
+    assert not SyncState(None, URL).worth_saving(nothing)
