@@ -38,7 +38,7 @@ PYTEST_ARGS = ["-x", "-q", "-p", "no:cacheprovider"]
 CORE: dict[str, list[str]] = {
     "planner": ["test_planner.py", "test_rotation_and_brakes.py", "test_properties.py"],
     "plan": ["test_planner.py", "test_markdown.py", "test_saved_plans.py"],
-    "executor": ["test_executor.py", "test_planner.py", "test_interrupt.py"],
+    "executor": ["test_executor.py", "test_planner.py", "test_faults.py"],  # test_interrupt times signals: not under mutmut
     "secrets": ["test_secrets.py", "test_lost_replies.py", "test_secrets_canary.py"],
     "retry": ["test_retry.py", "test_lost_replies.py"],
     "providers/http": ["test_http_session.py", "test_lost_replies.py"],
