@@ -4,6 +4,7 @@ concurrency inside a phase, the stop after a failed phase, keys, scrubbing,
 interrupts and the report."""
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from typing import Sequence
@@ -180,3 +181,31 @@ def test_a_list_of_keys_goes_through_whole(action: str, phase: Phase) -> None:
     two = (KEY, Secret("sk-executor-test-key-2", "K2"))
     execute(plan(model("m", action, phase, True)), client, {"m": two})
     assert client.calls == [(action, "m", two)]
+
+
+class InterruptingRecorder(Recorder):
+    """Ctrl-C arrives (in the main thread, as a signal would) while c1 is being written."""
+
+    def _write(self, op: str, change: Change, keys: object = None) -> None:
+        if change.id == "c1":  # 50 ms in, a real SIGINT to the main thread, waiting for the phase
+            main = threading.main_thread().ident
+            threading.Timer(0.05, signal.pthread_kill, (main, signal.SIGINT)).start()
+        super()._write(op, change, keys)
+
+
+def test_ctrl_c_lets_the_writes_in_flight_finish_and_cancels_the_queued_ones() -> None:
+    client = InterruptingRecorder(delay=0.2)
+    report = execute(plan(char("c1"), char("c2"), char("c3"), char("c4")), client, {}, parallelism=2)
+    assert report.interrupted
+    statuses = {o.change.id: o.status for o in report.outcomes}
+    assert statuses == {"c1": DONE, "c2": DONE, "c3": NOT_ATTEMPTED, "c4": NOT_ATTEMPTED}
+    assert sorted(c[1] for c in client.calls) == ["c1", "c2"]
+
+
+def test_defaults_eight_at_a_time_and_the_plans_noun() -> None:
+    client = Recorder(delay=0.05)
+    p = Plan("llm-models", [char(f"c{i}") for i in range(10)], noun="pipeline")
+    report = execute(p, client, {})
+    assert client.peak == 8
+    assert report.noun == "pipeline" and report.to_json()["changes"][0]["resource"] == "pipeline"
+    assert Outcome(char("c1")).to_json()["resource"] == "character"
