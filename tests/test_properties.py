@@ -135,6 +135,10 @@ def scenarios(draw: st.DrawFn) -> Scenario:
     if brakes_on:
         settings_["max_deregister"] = draw(st.integers(0, 2))
     versions = {g: draw(st.integers(1, 2)) for g in live_groups if draw(st.booleans())}
+    for spec in m_models:  # often an earlier run applied the other version: a rotation is due
+        name, version = spec["model_group_name"], spec.get("api_key_version")
+        if version and name in live_groups and draw(st.booleans()):
+            versions[name] = 3 - version
     parked = {c: draw(st.sampled_from(wanted + BUILTINS + [GONE]))
               for c in draw(st.lists(st.sampled_from(live_chars), unique=True, max_size=2))}
     return Scenario(dialect, {"models": models, "characters": characters},
@@ -260,6 +264,8 @@ def converges_in_one_apply(run: Run, sw: Switches) -> None:
         time.sleep(sw.quirks.read_lag)  # let reads catch up with the last write
         assert plan_once(run, client).empty, "\n".join(run.outputs)
     event(f"converged: {len(plan.changes)} changes" if plan.changes else "converged: nothing to do")
+    if any(c.is_model and c.action.value == "update" and c.sends_key for c in plan.changes):
+        event("converged: with a key rotation")
     assert run.emu.orphan_events == []
     assert_state_matches(run.emu, run.loaded, plan)
     assert_no_canary(*run.outputs)
