@@ -339,3 +339,73 @@ def test_a_write_only_field_is_recorded_only_once_its_model_was_written() -> Non
     sync = SyncState(None, "acct", fields=dict(recorded))
     record_applied(sync, plan, ApplyReport([Outcome(to_a, DONE), Outcome(to_b, FAILED, "boom")]))
     assert sync.fields == {"a": {"is_uncensored": True}, "b": {"is_uncensored": False}}
+
+
+# --- exact wording and edges the mutation run found unpinned ------------------------------
+
+def test_a_character_on_a_model_that_exists_nowhere_is_warned_about_and_left_alone() -> None:
+    m = manifest(model("a"))
+    state = live([lm("a"), lm("extra")], [ch("u1", "gone", name="Sage"), ch("u2", "extra"),
+                                          ch("u3", "gpt-4o")])
+    plan = build_plan(m, state)
+    assert plan.empty
+    assert [w for w in plan.warnings if "does not exist" in w] == [
+        "character 'Sage' (u1) points at model 'gone', which does not exist; declare the "
+        "character in the manifest to repair it"]
+
+
+def test_a_key_version_shows_in_the_registration_and_adoption_is_warned() -> None:
+    m = manifest(model("a", extra="    api_key_version: 3\n") + model("b", extra="    api_key_version: 1\n"))
+    plan = build_plan(m, live([lm("b")], []))
+    [register] = plan.changes
+    assert register.after["api_key"] == "(sensitive, version 3)"
+    assert plan.warnings == ["no record of which api_key_version of model 'b' is live; assuming "
+                             "version 1 (it is recorded on the next apply)"]
+    plain = build_plan(manifest(model("a")), live([], []))
+    assert plain.changes[0].after["api_key"] == "(sensitive)"
+
+
+def test_only_writes_that_send_the_key_are_marked_so() -> None:
+    m = manifest(model("new") + model("moved", name="v2") + model("renamed", display="New name"),
+                 settings="  fallback_model: gpt-4o\n")
+    state = live([lm("moved", name="v1"), lm("renamed", display="Old name")], [])
+    sends = {c.id: (c.action.value, c.sends_key) for c in build_plan(m, state).changes}
+    assert sends == {"new": ("register", True), "moved": ("replace", True),
+                     "renamed": ("update", False)}
+
+
+def test_replacing_a_model_a_character_uses_without_fallback_names_both() -> None:
+    m = manifest(model("a", name="v2") + model("b", name="v2"), char("c1", "b"))
+    with pytest.raises(PlanError, match=r"model 'b' must be replaced and character 'c1' uses it; set "
+                                        r"settings.fallback_model so it can be parked there during "
+                                        r"the replace"):
+        build_plan(m, live([lm("a", name="v1"), lm("b", name="v1")], [ch("c1", "a")]))
+
+
+def test_a_parked_move_says_why_and_its_restore_names_the_model() -> None:
+    m = manifest(model("a", name="v2") + model("b", name="v2"), char("c1", "b"),
+                 settings="  fallback_model: gpt-4o\n")
+    plan = build_plan(m, live([lm("a", name="v1"), lm("b", name="v1")], [ch("c1", "a", 0.2)]))
+    park, restore = [c for c in plan.changes if not c.is_model]
+    assert (park.phase, park.reason, park.before, park.after) == (
+        Phase.REBIND, "parked while 'b' is replaced", {"model_group_name": "a", "temperature": 0.2},
+        {"model_group_name": "gpt-4o", "temperature": 0.2})
+    assert (restore.phase, restore.reason, restore.before["model_group_name"]) == (
+        Phase.RESTORE, "'b' was replaced", "gpt-4o")
+    assert park.to_json()["resource"] == "character"
+
+
+def test_a_declared_temperature_absent_live_is_set_and_equal_within_epsilon_is_not() -> None:
+    m = manifest(model("a"), char("c1", "a", 0.5) + char("c2", "a", 0.5) + char("c3", "a"))
+    state = live([lm("a")], [ch("c1", "a", None), ch("c2", "a", 0.5 + 1e-12), ch("c3", "a", 0.9)])
+    [change] = build_plan(m, state).changes
+    assert (change.id, change.fields, change.before) == (
+        "c1", ("temperature",), {"model_group_name": "a", "temperature": None})
+
+
+def test_a_parked_character_whose_model_is_not_coming_back_stays_put() -> None:
+    m = manifest(model("b"), settings="  fallback_model: gpt-4o\n")
+    state = live([lm("b")], [ch("u1", "gpt-4o"), ch("u2", "gpt-4o")])
+    plan = build_plan(m, state, parked={"u1": "gone", "u2": "b"})
+    assert [(c.id, c.after["model_group_name"]) for c in plan.changes] == [("u2", "b")]
+    assert plan.meta["parked_resolved"] == ["u1"]
