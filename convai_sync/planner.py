@@ -299,7 +299,7 @@ def _bind(work: _Work, live: ConsumerState, model: str, fields: dict[str, Any], 
                     "uses it; set settings.fallback_model so it can be parked there during the replace")
                 return
             parked = {**before, **_binding(work, fallback, {})}
-            work.changes.append(_consumer_change(work, live, Phase.REBIND, before, parked,
+            work.changes.append(_consumer_change(live, Phase.REBIND, before, parked,
                                                  f"parked while '{model}' is replaced", Purpose.PARKED))
             before = parked
         _add_if_changed(work, live, Phase.RESTORE, before, after, reason or f"'{model}' was replaced",
@@ -310,7 +310,7 @@ def _bind(work: _Work, live: ConsumerState, model: str, fields: dict[str, Any], 
 
 def _add_if_changed(work: _Work, live: ConsumerState, phase: Phase, before: dict[str, Any],
                     after: dict[str, Any], reason: str, purpose: Purpose) -> None:
-    change = _consumer_change(work, live, phase, before, after, reason, purpose)
+    change = _consumer_change(live, phase, before, after, reason, purpose)
     if change.fields:
         work.changes.append(change)
 
@@ -323,7 +323,7 @@ def _differs(b: Any, a: Any) -> bool:
     return a != b
 
 
-def _consumer_change(work: _Work, live: ConsumerState, phase: Phase, before: dict[str, Any],
+def _consumer_change(live: ConsumerState, phase: Phase, before: dict[str, Any],
                      after: dict[str, Any], reason: str, purpose: Purpose) -> Change:
     fields = tuple(k for k in after if _differs(before.get(k), after[k]))
     return Change(Resource.CONSUMER, live.id, Action.UPDATE, phase, before, after, fields,
