@@ -396,8 +396,11 @@ def test_a_parked_move_says_why_and_its_restore_names_the_model() -> None:
 
 
 def test_a_declared_temperature_absent_live_is_set_and_equal_within_epsilon_is_not() -> None:
-    m = manifest(model("a"), char("c1", "a", 0.5) + char("c2", "a", 0.5) + char("c3", "a"))
-    state = live([lm("a")], [ch("c1", "a", None), ch("c2", "a", 0.5 + 1e-12), ch("c3", "a", 0.9)])
+    from convai_sync.planner import TEMPERATURE_EPSILON as EPS
+    m = manifest(model("a"), char("c1", "a", 0.5) + char("c2", "a", 0.5) + char("c3", "a")
+                 + char("c4", "a") + char("c5", "a", f"{EPS:.9f}"))  # type: ignore[arg-type]
+    state = live([lm("a")], [ch("c1", "a", None), ch("c2", "a", 0.5 + 1e-12), ch("c3", "a", 0.9),
+                             ch("c4", "a", None), ch("c5", "a", 0.0)])  # c5: exactly epsilon apart
     [change] = build_plan(m, state).changes
     assert (change.id, change.fields, change.before) == (
         "c1", ("temperature",), {"model_group_name": "a", "temperature": None})
