@@ -13,7 +13,7 @@ from typing import Callable
 import httpx
 import pytest
 
-from conftest import ACCOUNT_KEY, EXAMPLE, Result
+from conftest import ACCOUNT_KEY, EXAMPLE, Result, assert_no_secret
 from convai_sync.emulator import Emulator, Faults, Quirks
 from convai_sync.emulator.base import Reply, Request
 from convai_sync.errors import ApiError
@@ -216,8 +216,7 @@ def test_a_key_quoted_back_by_the_api_is_scrubbed_from_output_and_report(
                  "--report-file", str(report))
     assert result.code == 1
     assert "bad request" in result.output and "(sensitive)" in result.output
-    for value in env.values():
-        assert value not in result.output and value not in report.read_text()
+    assert_no_secret(result.output, report.read_text())
 
 
 def test_a_key_quoted_back_in_a_read_error_is_scrubbed(

@@ -354,13 +354,13 @@ def test_a_character_on_a_model_that_exists_nowhere_is_warned_about_and_left_alo
         "character in the manifest to repair it"]
 
 
-def test_a_key_version_shows_in_the_registration_and_adoption_is_warned() -> None:
+def test_a_key_version_shows_in_the_registration_and_an_unrecorded_one_is_sent() -> None:
     m = manifest(model("a", extra="    api_key_version: 3\n") + model("b", extra="    api_key_version: 1\n"))
     plan = build_plan(m, live([lm("b")], []))
-    [register] = plan.changes
+    register, rotate = plan.changes
     assert register.after["api_key"] == "(sensitive, version 3)"
-    assert plan.warnings == ["no record of which api_key_version of model 'b' is live; assuming "
-                             "version 1 (it is recorded on the next apply)"]
+    assert (rotate.id, rotate.before["api_key"], rotate.after["api_key"], rotate.sends_key) == (
+        "b", "(sensitive, version unknown)", "(sensitive, version unknown \u2192 1)", True)
     plain = build_plan(manifest(model("a")), live([], []))
     assert plain.changes[0].after["api_key"] == "(sensitive)"
 

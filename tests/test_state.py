@@ -11,7 +11,7 @@ from convai_sync.errors import ConvaiSyncError
 from convai_sync.plan import Plan
 from convai_sync.state import SyncState
 
-URL = "https://api.convai.com"
+URL = "production@https://api.convai.com"
 
 
 def plan_with_versions(versions: dict[str, int]) -> Plan:
@@ -20,13 +20,22 @@ def plan_with_versions(versions: dict[str, int]) -> Plan:
 
 def test_the_file_is_sorted_indented_json_with_every_record(tmp_path: Path) -> None:
     path = tmp_path / "models.state.json"
-    SyncState(path, URL, {"b": 2, "a": 1}, {"c9": "m1"}, {"uuids": {"m1": "u-1"}}).save()
+    SyncState(path, URL, {"b": 2, "a": 1}, {"c9": "m1"}, {"uuids": {"m1": "u-1"}},
+              {"m2": {"is_uncensored": True}, "m1": {"is_uncensored": False}}).save()
     assert path.read_text("utf-8") == """{
   "accounts": {
-    "https://api.convai.com": {
+    "production@https://api.convai.com": {
       "api_key_versions": {
         "a": 1,
         "b": 2
+      },
+      "applied_fields": {
+        "m1": {
+          "is_uncensored": false
+        },
+        "m2": {
+          "is_uncensored": true
+        }
       },
       "parked_characters": {
         "c9": "m1"
@@ -48,9 +57,19 @@ def test_empty_records_are_left_out_and_a_load_reads_back_what_was_saved(tmp_pat
     path = tmp_path / "s.json"
     SyncState(path, URL, {"a": 1}).save()
     assert json.loads(path.read_text())["accounts"][URL] == {"api_key_versions": {"a": 1}}
-    SyncState(path, URL, {"a": 3}, {"c1": "m"}, {"k": "v"}).save()
+    SyncState(path, URL, {"a": 3}, {"c1": "m"}, {"k": "v"}, {"a": {"is_uncensored": True}}).save()
     back = SyncState.load(path, URL)
-    assert (back.versions, back.parked, back.memo) == ({"a": 3}, {"c1": "m"}, {"k": "v"})
+    assert (back.versions, back.parked, back.memo, back.fields) == (
+        {"a": 3}, {"c1": "m"}, {"k": "v"}, {"a": {"is_uncensored": True}})
+
+
+def test_a_record_from_before_environments_is_read_once_and_moved(tmp_path: Path) -> None:
+    path = tmp_path / "s.json"
+    SyncState(path, "https://api.convai.com", {"a": 2}).save()
+    state = SyncState.load(path, URL, legacy="https://api.convai.com")
+    assert state.versions == {"a": 2}
+    state.save()
+    assert list(json.loads(path.read_text())["accounts"]) == [URL]
 
 
 def test_other_accounts_in_the_file_are_kept(tmp_path: Path) -> None:
@@ -84,8 +103,8 @@ def test_a_broken_state_file_is_refused_with_what_to_do(tmp_path: Path, text: st
     path = tmp_path / "s.json"
     path.write_text(text)
     with pytest.raises(ConvaiSyncError, match=f"s\\.json: not a convai-sync state file \\(.*{why}"
-                                              r".*\); fix or delete it \(deleting it only means key "
-                                              r"versions are adopted again\)"):
+                                              r".*\); fix or delete it \(deleting it only means each "
+                                              r"versioned key is sent once more\)"):
         SyncState.load(path, URL)
 
 
@@ -96,6 +115,7 @@ def test_worth_saving_only_when_there_is_something_to_keep(tmp_path: Path) -> No
     assert SyncState(path, URL).worth_saving(plan_with_versions({"a": 1}))
     assert SyncState(path, URL, parked={"c": "m"}).worth_saving(nothing)
     assert SyncState(path, URL, memo={"k": "v"}).worth_saving(nothing)
+    assert SyncState(path, URL, fields={"a": {"is_uncensored": True}}).worth_saving(nothing)
     path.write_text("{}")
     assert SyncState(path, URL).worth_saving(nothing)  # an existing file is kept up to date
     assert not SyncState(None, URL).worth_saving(nothing)
