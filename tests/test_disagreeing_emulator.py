@@ -83,6 +83,19 @@ def test_a_lagging_list_shows_a_write_only_after_the_lag(make_emulator: Callable
     assert listed() == 1
 
 
+def test_characters_added_through_the_emulator_route_show_after_the_lag_too(
+        make_emulator: Callable[..., Emulator]) -> None:
+    emu = make_emulator(seed={"models": [], "characters": []}, quirks=Quirks(read_lag=0.2))
+    headers = {"CONVAI-API-KEY": emu.account_key}
+    added = {"characters": [{"character_id": "c1", "character_name": "Mara",
+                             "model_group_name": "gpt-4o", "temperature": 0.5}]}
+    assert httpx.post(emu.url + "/_emulator/characters", json=added, headers=headers).status_code == 200
+    listed = lambda: httpx.post(emu.url + "/character/list", headers=headers).json()["characters"]  # noqa: E731
+    assert listed() == []
+    time.sleep(0.25)
+    assert [c["character_id"] for c in listed()] == ["c1"]
+
+
 def _start_cli(*flags: str) -> tuple[subprocess.Popen, str]:
     env = {**os.environ, "CONVAI_API_KEY": "cli-key"}
     proc = subprocess.Popen([sys.executable, "-m", "convai_sync.emulator", "--port", "0", *flags],

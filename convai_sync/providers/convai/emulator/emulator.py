@@ -77,14 +77,15 @@ class Emulator(AppEmulator):
         api_key = request.headers.get("CONVAI-API-KEY")
         key_ok = api_key is not None and hmac.compare_digest(
             api_key.encode("utf-8", "replace"), self.account_key.encode("utf-8"))
-        if request.path == ADD_CHARACTERS:
-            return self._add_characters(request, key_ok)
         route = endpoints.route(self.dialect, request.path)
-        lagging = self.quirks.read_lag > 0 and route is not None and not route.writes
-        state = self._visible(time.monotonic()) if lagging else self._state
-        reply = endpoints.handle(state, route, request.path, request.method, key_ok,
-                                 request.body, request.body_error)
-        if reply.committed and self.quirks.read_lag > 0:
+        if request.path == ADD_CHARACTERS:
+            reply = self._add_characters(request, key_ok)
+        else:
+            lagging = self.quirks.read_lag > 0 and route is not None and not route.writes
+            state = self._visible(time.monotonic()) if lagging else self._state
+            reply = endpoints.handle(state, route, request.path, request.method, key_ok,
+                                     request.body, request.body_error)
+        if reply.committed and self.quirks.read_lag > 0:  # shown to reads read_lag from now
             self._history.append((time.monotonic(), self._state.frozen()))
         if self.quirks.errors_in_200 and route is not None and reply.status in _REFUSALS:
             reply = Reply(200, reply.body, reply.committed, reply.headers)
