@@ -35,8 +35,10 @@ PYTEST_ARGS = ["-x", "-q", "-p", "no:cacheprovider"]
 
 # module (under convai_sync/) -> the test files that exercise it
 CORE: dict[str, list[str]] = {
-    "planner": ["test_planner.py", "test_rotation_and_brakes.py", "test_properties.py",
-                "test_vapi_properties.py", "test_langbot_properties.py"],
+    # the properties are left out here: 10 s for each surviving mutant is more than this
+    # shared machine can give 566 mutants; they run in the normal suite
+    "planner": ["test_planner.py", "test_scope.py", "test_saved_plans.py",
+                "test_rotation_and_brakes.py"],
     "plan": ["test_planner.py", "test_markdown.py", "test_saved_plans.py"],
     "executor": ["test_executor.py", "test_planner.py", "test_faults.py"],  # test_interrupt times signals: not under mutmut
     "secrets": ["test_secrets.py", "test_lost_replies.py", "test_secrets_canary.py"],
