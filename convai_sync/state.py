@@ -31,7 +31,7 @@ from typing import Any
 
 from .errors import ConvaiSyncError
 from .executor import DONE, ApplyReport, Outcome
-from .plan import Action, Change, Phase, Plan
+from .plan import Change, Phase, Plan
 
 FORMAT_VERSION = 1
 
@@ -172,9 +172,7 @@ def record_applied(state: SyncState, plan: Plan, report: ApplyReport) -> None:
         if not c.is_model:
             continue
         writes.setdefault(c.id, []).append(outcome.status)
-        if c.action is Action.DEREGISTER and outcome.status == DONE:
-            state.versions.pop(c.id, None)
-        elif c.sends_key:
+        if c.sends_key:
             sends_key.setdefault(c.id, []).append(outcome.status)
     _record_fields(state, plan.meta.get("applied_fields", {}), writes)
     parks = {c.id for c in plan.changes if c.parks}  # parked again by this plan: keep the record
@@ -186,7 +184,7 @@ def record_applied(state: SyncState, plan: Plan, report: ApplyReport) -> None:
         if not outcome.change.is_model:
             _record_parking(state, outcome, parked_now, plan.model_ref)
     for group in set(state.versions) - set(wanted):
-        state.versions.pop(group)  # no longer versioned (or no longer managed)
+        state.versions.pop(group)  # no longer versioned, no longer managed, or deregistered
     for group, version in wanted.items():
         if all(status == DONE for status in sends_key.get(group, [])):
             state.versions[group] = version

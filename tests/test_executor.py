@@ -194,8 +194,14 @@ class InterruptingRecorder(Recorder):
 
 
 def test_ctrl_c_lets_the_writes_in_flight_finish_and_cancels_the_queued_ones() -> None:
-    client = InterruptingRecorder(delay=0.2)
-    report = execute(plan(char("c1"), char("c2"), char("c3"), char("c4")), client, {}, parallelism=2)
+    # Python's own Ctrl-C handler, whatever the runner installed (mutmut has its own)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        client = InterruptingRecorder(delay=0.2)
+        report = execute(plan(char("c1"), char("c2"), char("c3"), char("c4")), client, {},
+                         parallelism=2)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert report.interrupted
     statuses = {o.change.id: o.status for o in report.outcomes}
     assert statuses == {"c1": DONE, "c2": DONE, "c3": NOT_ATTEMPTED, "c4": NOT_ATTEMPTED}

@@ -119,3 +119,67 @@ def test_worth_saving_only_when_there_is_something_to_keep(tmp_path: Path) -> No
     path.write_text("{}")
     assert SyncState(path, URL).worth_saving(nothing)  # an existing file is kept up to date
     assert not SyncState(None, URL).worth_saving(nothing)
+
+
+# --- record_applied: what an apply's outcomes change in the state ---------------------------
+
+from convai_sync.executor import DONE, FAILED, NOT_ATTEMPTED, ApplyReport, Outcome  # noqa: E402
+from convai_sync.plan import Change, Phase, Purpose  # noqa: E402
+from convai_sync.state import record_applied  # noqa: E402
+
+
+def mchange(name: str, action: str, phase: Phase, sends_key: bool = False) -> Change:
+    return Change("model", name, action, phase, None, {"model_name": "m"}, ("model_name",),
+                  sends_key=sends_key)
+
+
+def cchange(cid: str, phase: Phase, purpose: Purpose, to: str = "m") -> Change:
+    return Change("character", cid, "update", phase, {"model_group_name": "x"},
+                  {"model_group_name": to}, ("model_group_name",), purpose=purpose)
+
+
+def applied(state: SyncState, outcomes: list[Outcome], **meta: object) -> SyncState:
+    plan = Plan("llm-models", [o.change for o in outcomes], meta=meta)
+    record_applied(state, plan, ApplyReport(outcomes))
+    return state
+
+
+def test_key_versions_are_recorded_only_when_every_write_sending_the_key_is_done() -> None:
+    state = SyncState(None, URL, {"gone": 1, "unversioned": 1, "dereg": 1, "failed-dereg": 1})
+    outcomes = [Outcome(cchange("c0", Phase.REBIND, Purpose.DECLARED), DONE),  # a consumer first
+                Outcome(mchange("a", "register", Phase.REGISTER, True), DONE),
+                Outcome(mchange("b", "update", Phase.UPDATE, True), FAILED),
+                Outcome(mchange("c", "update", Phase.UPDATE), DONE),
+                Outcome(mchange("dereg", "deregister", Phase.DEREGISTER), DONE),
+                Outcome(mchange("failed-dereg", "deregister", Phase.DEREGISTER), FAILED)]
+    applied(state, outcomes, api_key_versions={"a": 2, "b": 3, "c": 4})
+    # a: sent and done; b: sending failed; c: nothing to send; deregistered: forgotten;
+    # whatever is not in the manifest's versions (deregistered or not) is dropped
+    assert state.versions == {"a": 2, "c": 4}
+
+
+def test_write_only_fields_are_recorded_once_every_write_to_the_model_is_done() -> None:
+    state = SyncState(None, URL, fields={"old": {"is_uncensored": True}, "b": {"is_uncensored": False}})
+    outcomes = [Outcome(mchange("a", "update", Phase.UPDATE), DONE),
+                Outcome(mchange("b", "update", Phase.UPDATE), DONE),
+                Outcome(mchange("b", "replace", Phase.REPLACE), NOT_ATTEMPTED)]
+    applied(state, outcomes, applied_fields={"a": {"is_uncensored": True},
+                                             "b": {"is_uncensored": True},
+                                             "untouched": {"is_uncensored": True}})
+    assert state.fields == {"a": {"is_uncensored": True}, "b": {"is_uncensored": False},
+                            "untouched": {"is_uncensored": True}}
+
+
+def test_parking_is_remembered_until_the_character_is_back() -> None:
+    state = SyncState(None, URL, parked={"resolved": "m", "back": "m", "kept": "m"})
+    outcomes = [Outcome(cchange("p1", Phase.REBIND, Purpose.PARKED, "gpt-4o"), DONE),
+                Outcome(cchange("p1", Phase.RESTORE, Purpose.UNMANAGED, "m1"), FAILED),
+                Outcome(cchange("p2", Phase.REBIND, Purpose.PARKED, "gpt-4o"), DONE),
+                Outcome(cchange("p2", Phase.RESTORE, Purpose.UNMANAGED, "m2"), DONE),
+                Outcome(cchange("p3", Phase.RESTORE, Purpose.UNMANAGED, "m3"), FAILED),  # never parked
+                Outcome(cchange("d1", Phase.RESTORE, Purpose.DECLARED, "m4"), FAILED),
+                Outcome(cchange("back", Phase.REBIND, Purpose.UNPARKED, "m"), DONE),
+                Outcome(cchange("kept", Phase.REBIND, Purpose.UNPARKED, "m"), FAILED),
+                Outcome(cchange("u1", Phase.REBIND, Purpose.UNMANAGED, "m"), DONE)]
+    applied(state, outcomes, parked_resolved=["resolved"])
+    assert state.parked == {"kept": "m", "p1": "m1"}
