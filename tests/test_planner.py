@@ -369,9 +369,12 @@ def test_only_writes_that_send_the_key_are_marked_so() -> None:
     m = manifest(model("new") + model("moved", name="v2") + model("renamed", display="New name"),
                  settings="  fallback_model: gpt-4o\n")
     state = live([lm("moved", name="v1"), lm("renamed", display="Old name")], [])
-    sends = {c.id: (c.action.value, c.sends_key) for c in build_plan(m, state).changes}
+    plan = build_plan(m, state)
+    sends = {c.id: (c.action.value, c.sends_key) for c in plan.changes}
     assert sends == {"new": ("register", True), "moved": ("replace", True),
                      "renamed": ("update", False)}
+    # apply reads only the variables of the keys it sends
+    assert plan.meta["key_variables"] == {"new": ["KEY_NEW"], "moved": ["KEY_MOVED"]}
 
 
 def test_replacing_a_model_a_character_uses_without_fallback_names_both() -> None:
@@ -412,3 +415,51 @@ def test_a_parked_character_whose_model_is_not_coming_back_stays_put() -> None:
     plan = build_plan(m, state, parked={"u1": "gone", "u2": "b"})
     assert [(c.id, c.after["model_group_name"]) for c in plan.changes] == [("u2", "b")]
     assert plan.meta["parked_resolved"] == ["u1"]
+
+
+def test_a_parked_character_already_back_is_still_moved_off_a_model_that_goes() -> None:
+    m = manifest(model("keep"), settings="  prune: true\n  fallback_model: gpt-4o\n")
+    state = live([lm("keep"), lm("old")], [ch("u1", "old")])
+    plan = build_plan(m, state, parked={"u1": "old"})  # recorded, but u1 is back on 'old'
+    assert [(c.id, c.after["model_group_name"]) for c in plan.changes if not c.is_model] == [
+        ("u1", "gpt-4o")]
+    assert plan.meta["parked_resolved"] == ["u1"]
+
+
+def test_a_character_moved_back_is_not_also_moved_to_the_fallback() -> None:
+    m = manifest(model("a"), settings="  prune: true\n  fallback_model: gpt-4o\n")
+    state = live([lm("a"), lm("p")], [ch("u1", "p")])  # parked on 'p', which is pruned now
+    plan = build_plan(m, state, parked={"u1": "a"})
+    assert [(c.id, c.after["model_group_name"]) for c in plan.changes if not c.is_model] == [
+        ("u1", "a")]
+
+
+def test_target_and_replace_accept_what_exists_and_name_what_does_not() -> None:
+    from convai_sync.scope import Scope
+    m = manifest(model("a"), char("d1", "a"))
+    state = live([lm("a"), lm("x")], [ch("u1", "a"), ch("d1", "a")])
+    plan = build_plan(m, state, scope=Scope(targets=frozenset({"u1", "x", "a", "d1"})))
+    assert plan.warnings[-1] == (
+        "--target a, d1, u1, x: this plan is narrowed to these objects and what the safe order "
+        "needs for them; every other difference is left for a later apply (as with Terraform's "
+        "-target, use it for exceptions, not routinely)")
+    with pytest.raises(PlanError) as err:
+        build_plan(m, state, scope=Scope(targets=frozenset({"nope"}), replace=frozenset({"x"})))
+    assert "--replace" in str(err.value) and "--target" in str(err.value)
+
+
+def test_replace_sends_the_key_again_and_says_so() -> None:
+    from convai_sync.scope import Scope
+    m = manifest(model("a"))
+    [change] = build_plan(m, live([lm("a")], []), scope=Scope(replace=frozenset({"a"}))).changes
+    assert (change.action.value, change.before["api_key"], change.after["api_key"]) == (
+        "update", "(sensitive)", "(sensitive, sent again: --replace)")
+    assert change.sends_key and "api_key" in change.fields
+
+
+def test_a_protected_model_names_the_fields_that_force_the_replace() -> None:
+    m = manifest(model("a", name="v2", extra="    protect: true\n"), settings="  fallback_model: gpt-4o\n")
+    with pytest.raises(PlanError) as err:
+        build_plan(m, live([lm("a", name="v1")], []))
+    assert ("model 'a' is protected (protect: true) but changing model_name requires replacing "
+            "it; remove protect or keep the field as it is") in str(err.value)
