@@ -39,7 +39,7 @@ CORE: dict[str, list[str]] = {
     # shared machine can give 566 mutants; they run in the normal suite
     "planner": ["test_planner.py", "test_scope.py", "test_saved_plans.py",
                 "test_rotation_and_brakes.py"],
-    "plan": ["test_planner.py", "test_markdown.py", "test_saved_plans.py"],
+    "plan": ["test_plan.py", "test_planner.py", "test_markdown.py", "test_saved_plans.py"],
     "executor": ["test_executor.py", "test_planner.py", "test_faults.py"],  # test_interrupt times signals: not under mutmut
     "secrets": ["test_secrets.py", "test_lost_replies.py", "test_secrets_canary.py"],
     "retry": ["test_retry.py", "test_lost_replies.py"],

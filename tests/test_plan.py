@@ -1,0 +1,113 @@
+"""Plan and Change as data: the JSON a saved plan is written in (a contract other
+tools script against), plans saved by earlier releases, and the summary."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from convai_sync.plan import Action, Change, Phase, Plan, Purpose, Resource
+
+
+def full_plan(platform: str = "convai", noun: str = "character") -> Plan:
+    changes = [
+        Change("model", "new", "register", Phase.REGISTER, None, {"model_name": "m"},
+               ("model_name", "api_key"), sends_key=True),
+        Change("model", "moved", "replace", Phase.REPLACE, {"model_name": "a"}, {"model_name": "b"},
+               ("model_name",), reason="model_name cannot be updated", forces_replace=("model_name",),
+               sends_key=True),
+        Change("character", "c1", "update", Phase.REBIND, {"model_group_name": "moved"},
+               {"model_group_name": "gpt-4o"}, ("model_group_name",), "parked while 'moved' is replaced",
+               "Sage", purpose=Purpose.PARKED),
+        Change("character", "c1", "update", Phase.RESTORE, {"model_group_name": "gpt-4o"},
+               {"model_group_name": "moved"}, ("model_group_name",), purpose=Purpose.UNMANAGED),
+        Change("model", "old", "deregister", Phase.DEREGISTER, {"model_name": "x"}, None),
+        Change("model", "upd", "update", Phase.UPDATE, {"display_name": "A"}, {"display_name": "B"},
+               ("display_name",)),
+    ]
+    return Plan("llm-models", changes, ["a warning"], {"requests": 2}, platform, noun)
+
+
+def test_changes_are_kept_in_phase_order_and_stable_inside_a_phase() -> None:
+    plan = full_plan()
+    assert [(c.phase.name, c.id) for c in plan.changes] == [
+        ("REGISTER", "new"), ("UPDATE", "upd"), ("REBIND", "c1"), ("REPLACE", "moved"),
+        ("RESTORE", "c1"), ("DEREGISTER", "old")]
+    assert [p.name for p, _ in plan.phases()] == ["REGISTER", "UPDATE", "REBIND", "REPLACE",
+                                                  "RESTORE", "DEREGISTER"]
+
+
+def test_the_json_document_field_by_field() -> None:
+    doc = full_plan().to_json()
+    assert (doc["format_version"], doc["platform"], doc["dialect"]) == (1, "convai", "llm-models")
+    assert doc["warnings"] == ["a warning"] and doc["meta"] == {"requests": 2}
+    assert doc["changes"][2] == {
+        "resource": "character", "id": "c1", "action": "update", "phase": "rebind",
+        "before": {"model_group_name": "moved"}, "after": {"model_group_name": "gpt-4o"},
+        "fields": ["model_group_name"], "reason": "parked while 'moved' is replaced", "name": "Sage",
+        "forces_replace": [], "purpose": "parked", "sends_key": False}
+    assert doc["changes"][3]["forces_replace"] == ["model_name"]
+    assert doc["summary"] == full_plan().summary()
+
+
+@pytest.mark.parametrize("platform,dialect,noun", [("convai", "llm-models", "character"),
+                                                    ("langbot", "langbot", "pipeline"),
+                                                    ("vapi", "vapi", "assistant")])
+def test_json_round_trips_exactly_on_every_platform(platform: str, dialect: str, noun: str) -> None:
+    from convai_sync.providers.registry import platform as target
+    plan = full_plan(platform, noun)
+    plan.dialect, plan.model_ref = dialect, target(platform).capabilities(dialect).model_ref
+    text = json.dumps(plan.to_json())
+    back = Plan.from_json(json.loads(text))
+    assert back.to_json() == plan.to_json()
+    assert (back.platform, back.noun, back.dialect) == (platform, noun, dialect)
+    assert back.changes == plan.changes
+
+
+def test_a_plan_saved_before_purposes_and_key_flags_reads_them_from_its_reasons() -> None:
+    doc = full_plan().to_json()
+    for change in doc["changes"]:
+        del change["purpose"], change["sends_key"]
+    del doc["platform"]
+    doc["changes"][4]["reason"] = "unmanaged; parked earlier while 'moved' was replaced"
+    doc["changes"][2]["reason"] = "unmanaged; its model 'x' is deregistered"
+    back = Plan.from_json(doc)
+    assert back.platform == "convai"
+    assert [(c.id, c.purpose, c.sends_key) for c in back.changes] == [
+        ("new", Purpose.DECLARED, True), ("upd", Purpose.DECLARED, False),
+        ("c1", Purpose.UNMANAGED, False), ("moved", Purpose.DECLARED, True),
+        ("c1", Purpose.UNPARKED, False), ("old", Purpose.DECLARED, False)]
+    parked = full_plan().to_json()["changes"][2]
+    del parked["purpose"]
+    assert Change.from_json(parked).purpose is Purpose.PARKED
+    rotation = {**full_plan().to_json()["changes"][1], "fields": ["api_key"]}
+    del rotation["sends_key"]
+    assert Change.from_json(rotation).sends_key
+    minimal = {"resource": "model", "id": "m", "action": "update", "phase": "update",
+               "before": {}, "after": {}}
+    change = Change.from_json(minimal)
+    assert (change.fields, change.forces_replace, change.sends_key) == ((), (), False)
+
+
+def test_a_change_takes_the_json_words_for_resource_and_action() -> None:
+    change = Change("character", "c1", "update", Phase.REBIND, {}, {})
+    assert (change.resource, change.action) == (Resource.CONSUMER, Action.UPDATE)
+    assert Change("model", "m", "register", Phase.REGISTER, None, {}).resource is Resource.MODEL
+    assert Change("pipeline", "p", "update", Phase.REBIND, {}, {}).resource is Resource.CONSUMER
+    assert Change(Resource.MODEL, "m", Action.DEREGISTER, Phase.DEREGISTER, {}, None).is_model
+    with pytest.raises(ValueError):
+        Change("model", "m", "rename", Phase.UPDATE, {}, {})
+
+
+def test_summary_counts_and_line() -> None:
+    plan = full_plan()
+    assert plan.summary() == {"register": 1, "update": 1, "replace": 1, "deregister": 1,
+                              "characters": 1, "rebind": 1, "consumer_update": 0, "changes": 6}
+    assert plan.summary_line() == (
+        "Plan: 1 to register, 1 to update, 1 to replace, 1 to deregister, 1 character to rebind "
+        "(6 changes: 1 character move twice, onto the fallback and back, while their model is "
+        "replaced).")
+    one = Plan("llm-models", [Change("character", "c1", "update", Phase.REBIND, {}, {})], noun="assistant")
+    assert one.summary_line() == ("Plan: 0 to register, 0 to update, 0 to deregister, "
+                                  "0 assistants to rebind, 1 assistant to update.")
+    assert Plan("llm-models").summary_line() == "No changes. The account matches the manifest."
