@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from convai_sync.errors import PlanError
 from convai_sync.plan import Action, Change, Phase, Plan, Purpose, Resource
 
 
@@ -111,3 +112,57 @@ def test_summary_counts_and_line() -> None:
     assert one.summary_line() == ("Plan: 0 to register, 0 to update, 0 to deregister, "
                                   "0 assistants to rebind, 1 assistant to update.")
     assert Plan("llm-models").summary_line() == "No changes. The account matches the manifest."
+
+
+def test_phase_numbers_titles_and_the_models_whose_key_is_sent() -> None:
+    plan = full_plan()
+    assert [plan.phase_number(p) for p, _ in plan.phases()] == ["1/6", "2/6", "3/6", "4/6", "5/6", "6/6"]
+    assert Phase.REBIND.title("pipeline") == "rebind pipelines"
+    assert Phase.REBIND.title() == "rebind characters"
+    assert plan.key_models() == {"new", "moved"}
+
+
+def _live(models: list[str], consumers: dict[str, str]):
+    from convai_sync.model import ConsumerState, LiveState, ModelState
+    return LiveState("llm-models", {m: ModelState(m) for m in models},
+                     {cid: ConsumerState(cid, m) for cid, m in consumers.items()})
+
+
+def bind(cid: str, to: str, phase: Phase = Phase.REBIND, fields: tuple[str, ...] = ("model_group_name",)) -> Change:
+    return Change("character", cid, "update", phase, {}, {"model_group_name": to, "temperature": 0.1},
+                  fields)
+
+
+def test_verify_order_tolerates_a_character_already_broken_that_stays_or_is_repaired() -> None:
+    builtins = frozenset({"gpt-4o"})
+    live = _live(["a", "x"], {"u1": "gone", "u2": "gone", "u3": "a"})
+    # u1 stays on its missing model (not ours to break), through every phase; u2 is repaired
+    Plan("llm-models", [bind("u2", "a"), Change("model", "z", "register", Phase.REGISTER, None, {}),
+                        Change("model", "x", "deregister", Phase.DEREGISTER, {}, None)]).verify_order(
+        live, builtins)
+    # a temperature-only change does not move a character
+    Plan("llm-models", [bind("u3", "gone", fields=("temperature",))]).verify_order(live, builtins)
+
+
+def test_verify_order_refuses_moving_onto_a_missing_model_even_one_already_broken() -> None:
+    live = _live(["a"], {"u1": "gone"})
+    with pytest.raises(PlanError, match=r"character u1 on missing model 'other'"):
+        Plan("llm-models", [bind("u1", "other")]).verify_order(live, frozenset())
+    # once repaired, a character is watched again: moved back onto the missing model later
+    repaired_then_broken = [bind("u1", "a"), bind("u1", "gone", Phase.RESTORE)]
+    with pytest.raises(PlanError, match=r"character u1 on missing model 'gone' during phase "
+                                        r"'move characters onto replaced models'; nothing was "
+                                        r"written\. Please report this with the plan JSON\."):
+        Plan("llm-models", repaired_then_broken).verify_order(live, frozenset())
+
+
+def test_verify_order_knows_builtins_registrations_and_deregistrations() -> None:
+    live = _live(["a"], {"u1": "a"})
+    ok = [Change("model", "b", "register", Phase.REGISTER, None, {}), bind("u1", "b"),
+          bind("u1", "gpt-4o", Phase.RESTORE), Change("model", "a", "deregister", Phase.DEREGISTER, {}, None)]
+    Plan("llm-models", ok).verify_order(live, frozenset({"gpt-4o"}))
+    with pytest.raises(PlanError, match="missing model 'gpt-4o'"):
+        Plan("llm-models", ok).verify_order(live, frozenset())
+    with pytest.raises(PlanError, match="character u1 on missing model 'a' during phase 'deregister"):
+        Plan("llm-models", [Change("model", "a", "deregister", Phase.DEREGISTER, {}, None)]).verify_order(
+            live, frozenset())
