@@ -82,6 +82,23 @@ def test_other_accounts_in_the_file_are_kept(tmp_path: Path) -> None:
     assert SyncState.load(path, "http://nobody").versions == {}
 
 
+def test_a_file_without_accounts_reads_as_empty_and_takes_one(tmp_path: Path) -> None:
+    path = tmp_path / "s.json"
+    path.write_text('{"format_version": 1}')
+    state = SyncState.load(path, URL)
+    assert (state.versions, state.parked) == ({}, {})
+    state.versions = {"a": 1}
+    state.save()
+    assert json.loads(path.read_text())["accounts"] == {URL: {"api_key_versions": {"a": 1}}}
+
+
+def test_the_environments_own_record_wins_over_a_legacy_one(tmp_path: Path) -> None:
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps({"format_version": 1, "accounts": {
+        URL: {"api_key_versions": {"a": 2}}, "https://api.convai.com": {"api_key_versions": {"a": 1}}}}))
+    assert SyncState.load(path, URL, legacy="https://api.convai.com").versions == {"a": 2}
+
+
 def test_without_a_path_nothing_is_written(tmp_path: Path) -> None:
     SyncState(None, URL, {"a": 1}).save()
     assert list(tmp_path.iterdir()) == []
@@ -171,7 +188,8 @@ def test_write_only_fields_are_recorded_once_every_write_to_the_model_is_done() 
 
 
 def test_parking_is_remembered_until_the_character_is_back() -> None:
-    state = SyncState(None, URL, parked={"resolved": "m", "back": "m", "kept": "m"})
+    state = SyncState(None, URL, parked={"resolved": "m", "back": "m", "kept": "m", "p2": "m2",
+                                         "u9": "m"})
     outcomes = [Outcome(cchange("p1", Phase.REBIND, Purpose.PARKED, "gpt-4o"), DONE),
                 Outcome(cchange("p1", Phase.RESTORE, Purpose.UNMANAGED, "m1"), FAILED),
                 Outcome(cchange("p2", Phase.REBIND, Purpose.PARKED, "gpt-4o"), DONE),
@@ -180,6 +198,8 @@ def test_parking_is_remembered_until_the_character_is_back() -> None:
                 Outcome(cchange("d1", Phase.RESTORE, Purpose.DECLARED, "m4"), FAILED),
                 Outcome(cchange("back", Phase.REBIND, Purpose.UNPARKED, "m"), DONE),
                 Outcome(cchange("kept", Phase.REBIND, Purpose.UNPARKED, "m"), FAILED),
-                Outcome(cchange("u1", Phase.REBIND, Purpose.UNMANAGED, "m"), DONE)]
-    applied(state, outcomes, parked_resolved=["resolved"])
-    assert state.parked == {"kept": "m", "p1": "m1"}
+                Outcome(cchange("u1", Phase.REBIND, Purpose.UNMANAGED, "m"), DONE),
+                Outcome(cchange("u9", Phase.REBIND, Purpose.UNMANAGED, "gpt-4o"), DONE),
+                Outcome(cchange("never", Phase.REBIND, Purpose.UNPARKED, "m"), DONE)]
+    applied(state, outcomes, parked_resolved=["resolved", "not-parked"])
+    assert state.parked == {"kept": "m", "p1": "m1", "u9": "m"}
