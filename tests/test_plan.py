@@ -25,6 +25,9 @@ def full_plan(platform: str = "convai", noun: str = "character") -> Plan:
         Change("model", "old", "deregister", Phase.DEREGISTER, {"model_name": "x"}, None),
         Change("model", "upd", "update", Phase.UPDATE, {"display_name": "A"}, {"display_name": "B"},
                ("display_name",)),
+        # a field bound to the key (LangBot's base_url): sends it, though no rule of old says so
+        Change("model", "kb", "update", Phase.UPDATE, {"base_url": "a"}, {"base_url": "b"},
+               ("base_url",), sends_key=True),
     ]
     return Plan("llm-models", changes, ["a warning"], {"requests": 2}, platform, noun)
 
@@ -32,8 +35,8 @@ def full_plan(platform: str = "convai", noun: str = "character") -> Plan:
 def test_changes_are_kept_in_phase_order_and_stable_inside_a_phase() -> None:
     plan = full_plan()
     assert [(c.phase.name, c.id) for c in plan.changes] == [
-        ("REGISTER", "new"), ("UPDATE", "upd"), ("REBIND", "c1"), ("REPLACE", "moved"),
-        ("RESTORE", "c1"), ("DEREGISTER", "old")]
+        ("REGISTER", "new"), ("UPDATE", "upd"), ("UPDATE", "kb"), ("REBIND", "c1"),
+        ("REPLACE", "moved"), ("RESTORE", "c1"), ("DEREGISTER", "old")]
     assert [p.name for p, _ in plan.phases()] == ["REGISTER", "UPDATE", "REBIND", "REPLACE",
                                                   "RESTORE", "DEREGISTER"]
 
@@ -42,12 +45,12 @@ def test_the_json_document_field_by_field() -> None:
     doc = full_plan().to_json()
     assert (doc["format_version"], doc["platform"], doc["dialect"]) == (1, "convai", "llm-models")
     assert doc["warnings"] == ["a warning"] and doc["meta"] == {"requests": 2}
-    assert doc["changes"][2] == {
+    assert doc["changes"][3] == {
         "resource": "character", "id": "c1", "action": "update", "phase": "rebind",
         "before": {"model_group_name": "moved"}, "after": {"model_group_name": "gpt-4o"},
         "fields": ["model_group_name"], "reason": "parked while 'moved' is replaced", "name": "Sage",
         "forces_replace": [], "purpose": "parked", "sends_key": False}
-    assert doc["changes"][3]["forces_replace"] == ["model_name"]
+    assert doc["changes"][4]["forces_replace"] == ["model_name"]
     assert doc["summary"] == full_plan().summary()
 
 
@@ -70,15 +73,18 @@ def test_a_plan_saved_before_purposes_and_key_flags_reads_them_from_its_reasons(
     for change in doc["changes"]:
         del change["purpose"], change["sends_key"]
     del doc["platform"]
-    doc["changes"][4]["reason"] = "unmanaged; parked earlier while 'moved' was replaced"
-    doc["changes"][2]["reason"] = "unmanaged; its model 'x' is deregistered"
+    doc["changes"][5]["reason"] = "unmanaged; parked earlier while 'moved' was replaced"
+    doc["changes"][3]["reason"] = "unmanaged; its model 'x' is deregistered"
+    doc["changes"][2]["fields"] = ["api_key"]  # a rotation, as saved plans of old wrote it
+    del doc["warnings"], doc["meta"]
     back = Plan.from_json(doc)
-    assert back.platform == "convai"
+    assert (back.platform, back.warnings, back.meta) == ("convai", [], {})
     assert [(c.id, c.purpose, c.sends_key) for c in back.changes] == [
         ("new", Purpose.DECLARED, True), ("upd", Purpose.DECLARED, False),
-        ("c1", Purpose.UNMANAGED, False), ("moved", Purpose.DECLARED, True),
-        ("c1", Purpose.UNPARKED, False), ("old", Purpose.DECLARED, False)]
-    parked = full_plan().to_json()["changes"][2]
+        ("kb", Purpose.DECLARED, True), ("c1", Purpose.UNMANAGED, False),
+        ("moved", Purpose.DECLARED, True), ("c1", Purpose.UNPARKED, False),
+        ("old", Purpose.DECLARED, False)]
+    parked = full_plan().to_json()["changes"][3]
     del parked["purpose"]
     assert Change.from_json(parked).purpose is Purpose.PARKED
     rotation = {**full_plan().to_json()["changes"][1], "fields": ["api_key"]}
@@ -102,12 +108,15 @@ def test_a_change_takes_the_json_words_for_resource_and_action() -> None:
 
 def test_summary_counts_and_line() -> None:
     plan = full_plan()
-    assert plan.summary() == {"register": 1, "update": 1, "replace": 1, "deregister": 1,
-                              "characters": 1, "rebind": 1, "consumer_update": 0, "changes": 6}
+    assert plan.summary() == {"register": 1, "update": 2, "replace": 1, "deregister": 1,
+                              "characters": 1, "rebind": 1, "consumer_update": 0, "changes": 7}
     assert plan.summary_line() == (
-        "Plan: 1 to register, 1 to update, 1 to replace, 1 to deregister, 1 character to rebind "
-        "(6 changes: 1 character move twice, onto the fallback and back, while their model is "
+        "Plan: 1 to register, 2 to update, 1 to replace, 1 to deregister, 1 character to rebind "
+        "(7 changes: 1 character move twice, onto the fallback and back, while their model is "
         "replaced).")
+    # a consumer counts as rebound when any of its changes moves it
+    moved_then_tuned = Plan("llm-models", [bind("c1", "a"), bind("c1", "a", Phase.RESTORE, ("temperature",))])
+    assert (moved_then_tuned.summary()["rebind"], moved_then_tuned.summary()["consumer_update"]) == (1, 0)
     one = Plan("llm-models", [Change("character", "c1", "update", Phase.REBIND, {}, {})], noun="assistant")
     assert one.summary_line() == ("Plan: 0 to register, 0 to update, 0 to deregister, "
                                   "0 assistants to rebind, 1 assistant to update.")
@@ -117,9 +126,15 @@ def test_summary_counts_and_line() -> None:
 def test_phase_numbers_titles_and_the_models_whose_key_is_sent() -> None:
     plan = full_plan()
     assert [plan.phase_number(p) for p, _ in plan.phases()] == ["1/6", "2/6", "3/6", "4/6", "5/6", "6/6"]
+    from convai_sync.providers.registry import platform
+    caps = platform("langbot").capabilities("langbot")
+    made = Plan.for_caps(caps, [], ["w"], {"m": 1})
+    assert (made.platform, made.noun, made.model_ref, made.warnings, made.meta) == (
+        "langbot", caps.consumer_noun, caps.model_ref, ["w"], {"m": 1})
+    assert caps.model_ref != "model_group_name"
     assert Phase.REBIND.title("pipeline") == "rebind pipelines"
     assert Phase.REBIND.title() == "rebind characters"
-    assert plan.key_models() == {"new", "moved"}
+    assert plan.key_models() == {"new", "moved", "kb"}
 
 
 def _live(models: list[str], consumers: dict[str, str]):
