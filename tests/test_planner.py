@@ -463,3 +463,70 @@ def test_a_protected_model_names_the_fields_that_force_the_replace() -> None:
         build_plan(m, live([lm("a", name="v1")], []))
     assert ("model 'a' is protected (protect: true) but changing model_name requires replacing "
             "it; remove protect or keep the field as it is") in str(err.value)
+
+
+# --- the exact words of reasons, warnings and refusals (each is someone's next step) -------
+
+def test_reasons_of_replace_deregister_and_unmanaged_moves_word_for_word() -> None:
+    m = manifest(model("r", name="v2") + model("keep"),
+                 settings="  prune: true\n  fallback_model: gpt-4o\n  max_deregister: 5\n")
+    state = live([lm("r", name="v1"), lm("keep"), lm("gone")],
+                 [ch("u1", "gone", 0.3), ch("u2", "r", 0.4)])
+    plan = build_plan(m, state)
+    by = {(c.id, c.phase.name): c for c in plan.changes}
+    replace = by[("r", "REPLACE")]
+    assert (replace.reason, replace.before) == (
+        "model_name cannot be updated in the llm-models dialect",
+        {"model_name": "v1", "base_url": BASE, "is_uncensored": False})
+    dereg = by[("gone", "DEREGISTER")]
+    assert (dereg.reason, dereg.before) == ("not in the manifest; prune is on",
+                                            {"model_name": "m-1", "base_url": BASE, "is_uncensored": False})
+    assert by[("u1", "REBIND")].reason == "unmanaged; its model 'gone' is deregistered"
+    assert by[("u2", "RESTORE")].reason == "unmanaged; its model 'r' is replaced"
+    assert by[("u2", "REBIND")].reason == "parked while 'r' is replaced"
+
+
+def test_every_extra_live_model_is_warned_about_without_prune() -> None:
+    plan = build_plan(manifest(model("a")), live([lm("a"), lm("x1"), lm("x2")], []))
+    assert plan.warnings == [
+        f"model '{x}' is live but not in the manifest; it is left alone (set settings.prune: true "
+        "to deregister it)" for x in ("x1", "x2")]
+
+
+def test_stranded_and_fallback_refusals_word_for_word() -> None:
+    m = manifest(model("a"), settings="  prune: true\n")
+    with pytest.raises(PlanError) as err:
+        build_plan(m, live([lm("a"), lm("old")], [ch("u1", "old")]))
+    assert ("these characters would point at a missing model, and no settings.fallback_model is "
+            "set to move them to: 'u1' on 'old'. Set settings.fallback_model, or declare them under "
+            "characters") in str(err.value)
+    m = manifest(model("fb", name="v2") + model("r", name="v2"), settings="  fallback_model: fb\n")
+    with pytest.raises(PlanError) as err:
+        build_plan(m, live([lm("fb", name="v1"), lm("r", name="v1")], [ch("u1", "r")]))
+    assert ("fallback_model 'fb' is itself being replaced, so it cannot hold characters during "
+            "replaces; choose a model that stays (a built-in code is safest)") in str(err.value)
+    # a replaced fallback is fine while nobody needs parking
+    build_plan(m, live([lm("fb", name="v1"), lm("r", name="v1")], []))
+
+
+def test_brakes_word_for_word_and_the_limit_itself_is_allowed() -> None:
+    three = live([lm("a"), lm("b"), lm("c")], [])
+    with pytest.raises(PlanError) as err:
+        build_plan(manifest(settings="  prune: true\n"), three)
+    assert ("the manifest lists no models and prune is on, so every custom model (3) would be "
+            "deregistered; if that is really intended, pass --allow-empty") in str(err.value)
+    at_limit = manifest(model("keep"), settings="  prune: true\n  max_deregister: 3\n")
+    build_plan(at_limit, live([lm("keep"), lm("a"), lm("b"), lm("c")], []))  # 3 of 3: allowed
+    over = manifest(model("keep"), settings="  prune: true\n  max_deregister: 2\n")
+    with pytest.raises(PlanError) as err:
+        build_plan(over, live([lm("keep"), lm("a"), lm("b"), lm("c")], []))
+    assert ("the plan deregisters or replaces 3 models (a, b, c), more than settings.max_deregister "
+            "= 2; review it and pass --allow-deregister, or raise the limit") in str(err.value)
+
+
+def test_a_display_name_released_by_an_update_of_another_field_is_not_released() -> None:
+    # 'a' changes its base_url only (an update in place): it keeps its display name
+    m = manifest(model("a") + model("b", display="A"))
+    state = live([lm("a", display="A", base="https://old.example/v1"), lm("b", display="B")], [])
+    with pytest.raises(PlanError, match=r"display_name 'A' of model 'b' is still held by model 'a'"):
+        build_plan(m, state)
