@@ -330,3 +330,40 @@ def test_a_url_loses_its_trailing_slash() -> None:
 def test_no_account_key_is_refused_before_any_request() -> None:
     with pytest.raises(ConvaiSyncError, match="no account key: set CONVAI_API_KEY to your Convai API key"):
         HttpSession(API, "http://api.test", {}, "")
+
+
+# --- what -v shows while it retries, and the clients' shared base --------------------------
+
+def test_each_retry_is_one_log_line_at_v(clock: Clock, caplog: pytest.LogCaptureFixture) -> None:
+    s, _ = session([503, httpx.ReadTimeout("slow"), 200])
+    with caplog.at_level("INFO", logger="convai_sync"):
+        s.call("POST", "/x", {}, "thing")
+        s2, _ = session([502, 200])
+        s2.call("POST", "/y", {})
+    assert [r.getMessage() for r in caplog.records] == [
+        # the attempt about to be made
+        "POST /x (thing): HTTP 503 (error); retrying in 0.12 s (attempt 2 of at most 5)",
+        "POST /x (thing): no reply (ReadTimeout: slow); retrying in 0.25 s (attempt 3 of at most 5)",
+        "POST /y: HTTP 502 (error); retrying in 0.12 s (attempt 2 of at most 5)"]
+
+
+def test_an_error_body_that_is_not_json_is_quoted_up_to_200_characters(clock: Clock) -> None:
+    s, _ = session([200])
+    s._http._transport = httpx.MockTransport(lambda r: httpx.Response(400, text="x" * 300))
+    with pytest.raises(ApiError) as err:
+        s.call("POST", "/x", {})
+    assert str(err.value) == "POST /x failed: HTTP 400: " + "x" * 200
+
+
+def test_every_client_shares_one_configured_session() -> None:
+    from convai_sync.providers.http import SessionClient
+    client = SessionClient(API, "http://api.test/", {}, "k-12345", parallelism=3,
+                           retry=POLICY, timeout=2.5)
+    assert (client.base_url, client.limit.maximum, client.http.retry) == ("http://api.test", 3, POLICY)
+    assert client.http._http._extensions["timeout"] == httpx.Timeout(2.5).as_dict()
+    assert client.limit is client.http.limit and client.requests == 0
+    default = SessionClient(API, "http://api.test", {}, "k-12345")
+    assert (default.limit.maximum, default.http.retry) == (8, RetryPolicy())
+    assert default.http._http._extensions["timeout"] == httpx.Timeout(30.0).as_dict()
+    with default as same:
+        assert same is default
