@@ -479,11 +479,17 @@ def test_reasons_of_replace_deregister_and_unmanaged_moves_word_for_word() -> No
         "model_name cannot be updated in the llm-models dialect",
         {"model_name": "v1", "base_url": BASE, "is_uncensored": False})
     dereg = by[("gone", "DEREGISTER")]
-    assert (dereg.reason, dereg.before) == ("not in the manifest; prune is on",
-                                            {"model_name": "m-1", "base_url": BASE, "is_uncensored": False})
+    assert (dereg.reason, dereg.before, dereg.after) == (
+        "not in the manifest; prune is on",
+        {"model_name": "m-1", "base_url": BASE, "is_uncensored": False}, None)
     assert by[("u1", "REBIND")].reason == "unmanaged; its model 'gone' is deregistered"
     assert by[("u2", "RESTORE")].reason == "unmanaged; its model 'r' is replaced"
     assert by[("u2", "REBIND")].reason == "parked while 'r' is replaced"
+
+
+def test_a_declared_binding_has_no_reason_of_its_own() -> None:
+    [change] = build_plan(manifest(model("a"), char("c1", "a")), live([lm("a")], [ch("c1", "gpt-4o")])).changes
+    assert change.reason == "" and change.to_json()["reason"] == ""
 
 
 def test_every_extra_live_model_is_warned_about_without_prune() -> None:
@@ -528,5 +534,6 @@ def test_a_display_name_released_by_an_update_of_another_field_is_not_released()
     # 'a' changes its base_url only (an update in place): it keeps its display name
     m = manifest(model("a") + model("b", display="A"))
     state = live([lm("a", display="A", base="https://old.example/v1"), lm("b", display="B")], [])
-    with pytest.raises(PlanError, match=r"display_name 'A' of model 'b' is still held by model 'a'"):
+    with pytest.raises(PlanError, match=r"  - m\.yaml:\d+: display_name 'A' of model 'b' is still "
+                                        r"held by model 'a'"):
         build_plan(m, state)
