@@ -52,6 +52,7 @@ CORE: dict[str, list[str]] = {
     "providers/vapi/client": ["test_vapi.py", "test_vapi_properties.py"],
 }
 KILLED, SURVIVED, TIMEOUT, NO_TESTS = "killed", "survived", "timeout", "no tests"
+NOT_CHECKED = "not checked"
 
 
 @dataclass
@@ -65,7 +66,8 @@ class ModuleResult:
 
     @property
     def score(self) -> float:
-        scored = sum(self.counts.values()) - len(self.equivalent)
+        # mutants a time-boxed run never reached are not part of the score (the row says so)
+        scored = sum(n for k, n in self.counts.items() if k != NOT_CHECKED) - len(self.equivalent)
         return 100.0 * self.counts.get(KILLED, 0) / scored if scored else 100.0
 
 
@@ -127,8 +129,9 @@ def collect(module: str, work: Path) -> ModuleResult:
         status = status_by_exit_code[code]
         status = {"segfault": TIMEOUT}.get(status, status)
         result.counts[status] = result.counts.get(status, 0) + 1
-        if status not in (KILLED, TIMEOUT):
+        if status not in (KILLED, TIMEOUT, NOT_CHECKED):
             (result.equivalent if name in equivalent else result.survivors).append(name)
+    result.complete = NOT_CHECKED not in result.counts  # a time-boxed run that stopped early
     # a timeout is a kill: the mutant made the tests hang, which they noticed
     result.counts[KILLED] = result.counts.get(KILLED, 0) + result.counts.pop(TIMEOUT, 0)
     result.counts.setdefault(KILLED, 0)
@@ -156,21 +159,22 @@ def machine() -> str:
 def print_row(r: ModuleResult) -> None:
     c = r.counts
     print(f"{r.module:28} killed {c.get(KILLED, 0):4}  survived {c.get(SURVIVED, 0):4}  "
-          f"no tests {c.get(NO_TESTS, 0):3}  equivalent {len(r.equivalent):3}  "
+          f"no tests {c.get(NO_TESTS, 0):3}  not reached {c.get(NOT_CHECKED, 0):3}  "
+          f"equivalent {len(r.equivalent):3}  "
           f"score {r.score:5.1f}%{'' if r.complete else '  (incomplete)'}  {r.seconds:.0f} s",
           flush=True)
 
 
 def write_report(results: list[ModuleResult]) -> None:
     equivalent = load_equivalent()
-    rows = ["| module | mutants | killed (incl. timeouts) | survived | no tests | equivalent "
-            "| score (non-equivalent killed) | complete |",
-            "|---|---|---|---|---|---|---|---|"]
+    rows = ["| module | mutants | killed (incl. timeouts) | survived | no tests | not reached "
+            "| equivalent | score (non-equivalent killed) | complete |",
+            "|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         c = r.counts
         rows.append(f"| {r.module} | {sum(c.values())} | {c.get(KILLED, 0)} | "
-                    f"{c.get(SURVIVED, 0)} | {c.get(NO_TESTS, 0)} | {len(r.equivalent)} | "
-                    f"{r.score:.1f}% | {'yes' if r.complete else 'no'} |")
+                    f"{c.get(SURVIVED, 0)} | {c.get(NO_TESTS, 0)} | {c.get(NOT_CHECKED, 0)} | "
+                    f"{len(r.equivalent)} | {r.score:.1f}% | {'yes' if r.complete else 'no'} |")
     survivors = [f"- `{n}`: `{mutant_diff(r.module, n)}`" for r in results for n in r.survivors]
     equivalents = [f"- `{n}`: {equivalent[n]}" for r in results for n in r.equivalent]
     head = REPORT.read_text("utf-8").split("<!-- generated -->")[0] if REPORT.exists() else ""
