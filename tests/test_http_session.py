@@ -15,7 +15,7 @@ from convai_sync.providers.convai.client import API
 from convai_sync.providers.http import HttpSession, checked_url
 from convai_sync.retry import RetryPolicy
 
-POLICY = RetryPolicy(max_attempts=5, base_delay=0.125, max_delay=4.0, max_total=0.875)
+POLICY = RetryPolicy(max_attempts=5, base_delay=0.5, max_delay=8.0, max_total=3.5)
 
 
 class Clock:
@@ -65,24 +65,24 @@ def session(replies: list[Any], policy: RetryPolicy = POLICY) -> tuple[HttpSessi
 def test_transient_failures_are_retried_with_doubling_waits(clock: Clock) -> None:
     s, sent = session([503, 502, 500, 200])
     assert s.call("POST", "/x", {}) == {"status": "ok"}
-    assert clock.sleeps == [0.125, 0.25, 0.5] and len(sent) == 4 and s.requests == 4
+    assert clock.sleeps == [0.5, 1.0, 2.0] and len(sent) == 4 and s.requests == 4
 
 
 def test_the_time_budget_ends_the_retries_and_the_error_counts_the_attempts(clock: Clock) -> None:
     s, sent = session([503])
     with pytest.raises(ApiError, match=r"POST /x \(thing\) failed: HTTP 503: error \(gave up after 4 "
-                                       r"attempts\)\n  the API or the network is failing; run again "
+                                       r"attempts in 4s\)\n  the API or the network is failing; run again "
                                        r"later: a re-run picks up where this one stopped$"):
         s.call("POST", "/x", {}, "thing")
-    # 0.125 + 0.25 + 0.5 = 0.875 = max_total: the third wait fits exactly, a fourth would not
-    assert clock.sleeps == [0.125, 0.25, 0.5]
+    # 0.5 + 1 + 2 = 3.5 = max_total: the third wait fits exactly, a fourth would not
+    assert clock.sleeps == [0.5, 1.0, 2.0]
     assert len(sent) == 4
 
 
 def test_a_budget_exactly_used_up_still_waits_the_last_time(clock: Clock) -> None:
     s, sent = session([503, 503, 503, 200])
     assert s.call("POST", "/x", {}) == {"status": "ok"}
-    assert clock.sleeps == [0.125, 0.25, 0.5]   # elapsed 0.375 + 0.5 == 0.875: not over budget
+    assert clock.sleeps == [0.5, 1.0, 2.0]   # elapsed 1.5 + 2 == 3.5: not over budget
 
 
 def test_max_attempts_bounds_the_retries(clock: Clock) -> None:
@@ -116,7 +116,7 @@ def test_a_4xx_without_a_hint_says_only_what_the_api_said(clock: Clock) -> None:
 def test_a_429_without_retry_after_backs_off_by_the_policy(clock: Clock) -> None:
     s, sent = session([(429, {"message": "slow down"}, {}), 200])
     s.call("POST", "/x", {})
-    assert clock.sleeps == [0.125]
+    assert clock.sleeps == [0.5]
 
 
 def test_a_429_that_never_ends_gives_the_rate_limit_hint(clock: Clock) -> None:
@@ -208,7 +208,7 @@ def test_a_409_after_a_lost_reply_waits_for_reads_to_catch_up(clock: Clock) -> N
     landed = Landed(3)  # the read before the retry, then two more lagging reads
     assert s.call("POST", "/w", {}, landed=landed) is None
     assert landed.calls == 4
-    assert clock.sleeps == [0.125, 0.125, 0.25]  # the retry's wait, then the polling's own
+    assert clock.sleeps == [0.5, 0.5, 1.0]  # the retry's wait, then the polling's own
 
 
 def test_a_409_after_a_lost_reply_that_never_shows_is_an_error(clock: Clock) -> None:
@@ -216,15 +216,15 @@ def test_a_409_after_a_lost_reply_that_never_shows_is_an_error(clock: Clock) -> 
     with pytest.raises(ApiError, match="HTTP 409: already exists"):
         s.call("POST", "/w", {}, landed=Landed(None))
     # polling stops when the next wait would overrun the call's budget (0.875 s)
-    assert clock.sleeps == [0.125, 0.125, 0.25]  # elapsed 0.5, and 0.5 more would be 1.0
+    assert clock.sleeps == [0.5, 0.5, 1.0]  # elapsed 2, and 2 more would be 4 > 3.5
 
 
 def test_polling_may_use_the_budget_to_the_last_millisecond(clock: Clock) -> None:
-    policy = RetryPolicy(max_attempts=5, base_delay=0.125, max_delay=4.0, max_total=1.0)
+    policy = RetryPolicy(max_attempts=5, base_delay=0.5, max_delay=8.0, max_total=4.0)
     s, _ = session([500, (409, {"message": "already exists"}, {})], policy)
     with pytest.raises(ApiError, match="HTTP 409"):
         s.call("POST", "/w", {}, landed=Landed(None))
-    assert clock.sleeps == [0.125, 0.125, 0.25, 0.5]  # 0.5 + 0.5 == 1.0: still within budget
+    assert clock.sleeps == [0.5, 0.5, 1.0, 2.0]  # 2 + 2 == 4.0: still within budget
 
 
 def test_a_404_after_a_lost_reply_is_checked_too(clock: Clock) -> None:
@@ -296,9 +296,8 @@ def test_session_defaults_and_the_account_key_is_never_printed() -> None:
     key = f"acct-key-{uuid.uuid4()}"  # never seen before in this process (mutmut forks one)
     s = HttpSession(API, "http://api.test", {}, key)
     assert s.limit.maximum == 8 and s.retry == RetryPolicy()
-    assert s._http._extensions["timeout"] == httpx.Timeout(30.0).as_dict()
-    assert HttpSession(API, "http://api.test", {}, "k-1234", timeout=2.5)._http._extensions[
-        "timeout"] == httpx.Timeout(2.5).as_dict()
+    assert s._http.timeout == 30.0
+    assert HttpSession(API, "http://api.test", {}, "k-1234", timeout=2.5)._http.timeout == 2.5
     from convai_sync.secrets import scrub
     assert scrub(f"key {key}") == "key (sensitive)"
 
@@ -344,9 +343,9 @@ def test_each_retry_is_one_log_line_at_v(clock: Clock, caplog: pytest.LogCapture
         s2.call("POST", "/y", {})
     assert [r.getMessage() for r in caplog.records] == [
         # the attempt about to be made
-        "POST /x (thing): HTTP 503 (error); retrying in 0.12 s (attempt 2 of at most 5)",
-        "POST /x (thing): no reply (ReadTimeout: slow); retrying in 0.25 s (attempt 3 of at most 5)",
-        "POST /y: HTTP 502 (error); retrying in 0.12 s (attempt 2 of at most 5)"]
+        "POST /x (thing): HTTP 503 (error); retrying in 0.50 s (attempt 2 of at most 5)",
+        "POST /x (thing): no reply (ReadTimeout: slow); retrying in 1.00 s (attempt 3 of at most 5)",
+        "POST /y: HTTP 502 (error); retrying in 0.50 s (attempt 2 of at most 5)"]
 
 
 def test_an_error_body_that_is_not_json_is_quoted_up_to_200_characters(clock: Clock) -> None:
@@ -362,10 +361,10 @@ def test_every_client_shares_one_configured_session() -> None:
     client = SessionClient(API, "http://api.test/", {}, "k-12345", parallelism=3,
                            retry=POLICY, timeout=2.5)
     assert (client.base_url, client.limit.maximum, client.http.retry) == ("http://api.test", 3, POLICY)
-    assert client.http._http._extensions["timeout"] == httpx.Timeout(2.5).as_dict()
+    assert client.http._http.timeout == 2.5
     assert client.limit is client.http.limit and client.requests == 0
     default = SessionClient(API, "http://api.test", {}, "k-12345")
     assert (default.limit.maximum, default.http.retry) == (8, RetryPolicy())
-    assert default.http._http._extensions["timeout"] == httpx.Timeout(30.0).as_dict()
+    assert default.http._http.timeout == 30.0
     with default as same:
         assert same is default

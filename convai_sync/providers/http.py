@@ -135,7 +135,7 @@ class HttpSession:
                 # "already exists" / "not found" after a reply we lost: most likely our own
                 # write; reads may lag behind it, so look again for a while before failing
                 if maybe_committed and landed and e.status in _MAYBE_OURS and \
-                        self._landed_eventually(landed, started):
+                        self._landed_eventually(landed, deadline):
                     return None
                 raise
             if maybe_committed and landed and landed():
@@ -150,13 +150,13 @@ class HttpSession:
                        self.api.hints.get(last.status or 0, "the API or the network is failing; run "
                                           "again later: a re-run picks up where this one stopped"))
 
-    def _landed_eventually(self, landed: Callable[[], bool], started: float) -> bool:
-        """Re-read until the write shows or the call's time budget is spent: reads may
-        lag behind writes, and a write refused as a duplicate of itself has landed."""
+    def _landed_eventually(self, landed: Callable[[], bool], deadline: float) -> bool:
+        """Re-read until the write shows or the call's deadline comes: reads may lag
+        behind writes, and a write refused as a duplicate of itself has landed."""
         attempt = 0
         while not landed():
             delay = self.retry.delay(attempt, None)
-            if time.monotonic() - started + delay > self.retry.max_total:
+            if time.monotonic() + delay > deadline:
                 return False
             time.sleep(delay)
             attempt += 1

@@ -33,8 +33,8 @@ def _refusal(payload: Any) -> str | None:
     """An error inside a 200 body ({"status": "error"} or {"ERROR": ...}): the real API
     may answer so (CONVAI_API.md), and taking it for success would record a write that
     never happened."""
-    if not isinstance(payload, dict):
-        return None
+    if not isinstance(payload, dict) or any(isinstance(v, list) for v in payload.values()):
+        return None  # a list reply: replies.py refuses its error envelope, saying nothing was written
     status = payload.get("status", payload.get("STATUS"))
     if (isinstance(status, str) and status.lower() == "error") or "ERROR" in payload \
             or "API_ERROR" in payload:
