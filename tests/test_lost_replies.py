@@ -213,7 +213,7 @@ def test_a_key_quoted_back_by_the_api_is_scrubbed_from_output_and_report(
         quoting: Emulator, run: Callable[..., Result], env: dict[str, str], tmp_path: Path) -> None:
     report = tmp_path / "report.json"
     result = run("apply", "-f", str(EXAMPLE), "--api-url", quoting.url, "--auto-approve", "-vv",
-                 "--report-file", str(report))
+                 "--report-file", str(report), "--state-file", str(tmp_path / "s.json"))
     assert result.code == 1
     assert "bad request" in result.output and "(sensitive)" in result.output
     assert_no_secret(result.output, report.read_text())

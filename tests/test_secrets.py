@@ -13,6 +13,7 @@ from convai_sync.secrets import ENV_REF, SENSITIVE, Secret, remember, scrub
 @pytest.fixture(autouse=True)
 def fresh_registry(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(secrets, "_known", set())
+    monkeypatch.setattr(secrets, "_sorted", [])
 
 
 def test_a_secret_never_prints_its_value() -> None:

@@ -133,8 +133,8 @@ def test_worth_saving_only_when_there_is_something_to_keep(tmp_path: Path) -> No
     assert SyncState(path, URL, parked={"c": "m"}).worth_saving(nothing)
     assert SyncState(path, URL, memo={"k": "v"}).worth_saving(nothing)
     assert SyncState(path, URL, fields={"a": {"is_uncensored": True}}).worth_saving(nothing)
-    path.write_text("{}")
-    assert SyncState(path, URL).worth_saving(nothing)  # an existing file is kept up to date
+    path.write_text('{"format_version": 1}')
+    assert SyncState.load(path, URL).worth_saving(nothing)  # an existing file is kept up to date
     assert not SyncState(None, URL).worth_saving(nothing)
 
 
