@@ -27,12 +27,9 @@ the same at a tenth of the size (linear, not quadratic). Results: RESULTS.md.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import gc
 import math
 import multiprocessing
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -46,6 +43,8 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from host import EmulatorHost, machine  # noqa: E402  (bench/ is the script's own folder)
 
 from convai_sync.emulator import Emulator, Faults  # noqa: E402
 from convai_sync.providers.convai.emulator.synthetic import live_state, synthetic_account  # noqa: E402
@@ -89,34 +88,21 @@ def _serve(conn: Any) -> None:
             return
 
 
-class EmulatorHost:
-    """An emulator in its own process, so that its CPU does not compete with the
-    client's for one interpreter lock (and so that its cost can be measured)."""
+class ConvaiHost(EmulatorHost):
+    """The Convai emulator in its own process (see host.py)."""
 
     def __init__(self) -> None:
-        ctx = multiprocessing.get_context("spawn")
-        self._conn, child = ctx.Pipe()
-        self._proc = ctx.Process(target=_serve, args=(child,), daemon=True)
-        self._proc.start()
-        self.url = self._conn.recv()
-
-    def _ask(self, command: str, arg: Any = None) -> Any:
-        self._conn.send((command, arg))
-        return self._conn.recv()
+        super().__init__(_serve)
 
     def reset(self, seed: dict, latency_ms: float) -> str:
         """A fresh copy of `seed`, an empty log; returns the URL."""
-        self._ask("reset", (seed, latency_ms))
+        self.ask("reset", (seed, latency_ms))
         return self.url
 
     def stats(self) -> dict[str, Any]:
         """Requests, committed writes, connections opened, orphans and CPU seconds
         since the last reset."""
-        return self._ask("stats")
-
-    def close(self) -> None:
-        self._ask("stop")
-        self._proc.join(timeout=10)
+        return self.ask("stats")
 
 
 # --- one size -----------------------------------------------------------------------------
@@ -164,7 +150,7 @@ def bound(per_phase: list[int], parallelism: int, latency_s: float) -> float:
     return sum(math.ceil(n / parallelism) * latency_s for n in per_phase)
 
 
-def run_size(host: EmulatorHost, characters: int, models: int, args: argparse.Namespace,
+def run_size(host: ConvaiHost, characters: int, models: int, args: argparse.Namespace,
              parallelism: int, baselines: bool = True) -> Row:
     account = synthetic_account(characters, models)
     latency_s = args.latency_ms / 1000
@@ -216,7 +202,7 @@ def _with_key(body: dict | None) -> dict:
     return body
 
 
-def replay(host: EmulatorHost, seed: dict, writes: list[tuple[str, dict]], per_phase: list[int],
+def replay(host: ConvaiHost, seed: dict, writes: list[tuple[str, dict]], per_phase: list[int],
            parallelism: int, args: argparse.Namespace) -> float:
     """Send `writes` with a plain httpx client, phase by phase, `parallelism` at a
     time (1: a sequential loop), against a fresh copy of `seed`; the wall time."""
@@ -260,7 +246,7 @@ def cpu_load_and_plan(characters: int, models: int, repeat: int) -> list[float]:
     return out
 
 
-def plan_wall_no_latency(host: EmulatorHost, characters: int, models: int) -> tuple[float, int]:
+def plan_wall_no_latency(host: ConvaiHost, characters: int, models: int) -> tuple[float, int]:
     """Wall time of what `plan` does: load the manifest, read the account, diff."""
     account = synthetic_account(characters, models)
     url = host.reset(account.seed, 0.0)
@@ -277,20 +263,6 @@ def plan_wall_no_latency(host: EmulatorHost, characters: int, models: int) -> tu
 
 
 # --- report --------------------------------------------------------------------------------
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (f"{os.cpu_count()} CPUs (nproc {len(os.sched_getaffinity(0))}), {cpu}, "
-            f"Python {platform.python_version()}, {platform.system()} {platform.release()}, "
-            f"{dt.date.today().isoformat()}")
-
 
 def fmt_s(value: float) -> str:
     return "n/a" if math.isnan(value) else f"{value:.3f} s"
@@ -355,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
         out.extend(lines)
         print("\n".join(lines), flush=True)
 
-    host = EmulatorHost()
+    host = ConvaiHost()
     try:
         rows = []
         for n in sizes:

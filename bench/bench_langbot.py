@@ -41,12 +41,9 @@ Results: RESULTS.md ("LangBot").
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import math
-import multiprocessing
 import os
-import platform
 import sys
 import tempfile
 import threading
@@ -59,6 +56,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from host import EmulatorHost, machine  # noqa: E402  (bench/ is the script's own folder)
 sys.path.insert(0, str(ROOT / "tests"))
 
 from convai_sync.emulator.faults import Faults  # noqa: E402
@@ -106,23 +105,6 @@ def _serve(conn: Any) -> None:
             emu.stop()
             conn.send(None)
             return
-
-
-class EmulatorHost:
-    def __init__(self) -> None:
-        ctx = multiprocessing.get_context("spawn")
-        self._conn, child = ctx.Pipe()
-        self._proc = ctx.Process(target=_serve, args=(child,), daemon=True)
-        self._proc.start()
-        self.url = self._conn.recv()
-
-    def ask(self, command: str, arg: Any = None) -> Any:
-        self._conn.send((command, arg))
-        return self._conn.recv()
-
-    def close(self) -> None:
-        self.ask("stop")
-        self._proc.join(timeout=10)
 
 
 # --- the workspace --------------------------------------------------------------------
@@ -271,7 +253,7 @@ def profile(args: argparse.Namespace, pipelines: int = 1000) -> list[str]:
         setattr(owner, name, timed)
 
     models = MODELS_FOR.get(pipelines, max(1, pipelines // 33))
-    host = EmulatorHost()
+    host = EmulatorHost(_serve)
     out = [f"Profile of the {pipelines:,}-pipeline apply (thread CPU by part; the timers add "
            "some overhead):", ""]
     try:
@@ -573,24 +555,10 @@ def real_run(pipelines: int, old_models: int, new_models: int, parallelism: int)
 
 # --- report ---------------------------------------------------------------------------
 
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (f"{os.cpu_count()} CPUs (nproc {len(os.sched_getaffinity(0))}), {cpu}, "
-            f"Python {platform.python_version()}, {platform.system()} {platform.release()}, "
-            f"{dt.date.today().isoformat()}")
-
-
 def emulator_rows(args: argparse.Namespace) -> tuple[list[str], list[tuple[bool, str]]]:
     sizes = [100] if args.quick else [int(x) for x in args.sizes.split(",") if x.strip()]
     seq_sizes = [int(x) for x in args.sequential_sizes.split(",") if x.strip()]
-    host = EmulatorHost()
+    host = EmulatorHost(_serve)
     runs: list[Run] = []
     sequential: dict[int, Run] = {}
     try:

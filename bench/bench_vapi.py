@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import multiprocessing
 import sys
 import tempfile
 import time
@@ -34,6 +33,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from host import EmulatorHost  # noqa: E402  (bench/ is the script's own folder)
 
 from convai_sync.emulator.faults import Faults  # noqa: E402
 from convai_sync.executor import execute  # noqa: E402
@@ -70,23 +71,6 @@ def _serve(conn: Any) -> None:
             emu.stop()
             conn.send(None)
             return
-
-
-class EmulatorHost:
-    def __init__(self) -> None:
-        ctx = multiprocessing.get_context("spawn")
-        self._conn, child = ctx.Pipe()
-        self._proc = ctx.Process(target=_serve, args=(child,), daemon=True)
-        self._proc.start()
-        self.url = self._conn.recv()
-
-    def ask(self, command: str, arg: Any = None) -> Any:
-        self._conn.send((command, arg))
-        return self._conn.recv()
-
-    def close(self) -> None:
-        self.ask("stop")
-        self._proc.join(timeout=10)
 
 
 # --- the account ----------------------------------------------------------------------
@@ -170,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--markdown", metavar="FILE", help="also write the report to FILE")
     args = ap.parse_args(argv)
 
-    host = EmulatorHost()
+    host = EmulatorHost(_serve)
     try:
         r = rebinds(host, args.assistants, args.latency_ms, args.parallelism)
         plan_requests, plan_wall = big_plan(host, args.plan_size, args.latency_ms)

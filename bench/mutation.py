@@ -152,7 +152,7 @@ def mutant_diff(module: str, name: str) -> str:
 
 def machine() -> str:
     import mutmut
-    from bench_apply import machine as described  # the benchmark's wording of the machine
+    from host import machine as described  # the benchmarks' wording of the machine
     return f"{described()}, shared with other engineers; mutmut {mutmut.__version__}"
 
 

@@ -1,0 +1,45 @@
+"""What the benchmarks share: an emulator in its own process (so that its CPU
+does not compete with the client's for one interpreter lock, and its cost can be
+measured), and the description of the machine a result was measured on."""
+from __future__ import annotations
+
+import datetime as dt
+import multiprocessing
+import os
+import platform
+from pathlib import Path
+from typing import Any, Callable
+
+
+class EmulatorHost:
+    """Runs `serve(conn)` in a spawned process; `serve` sends its URL first, then
+    answers each (command, argument) sent with ask()."""
+
+    def __init__(self, serve: Callable[[Any], None]) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self._conn, child = ctx.Pipe()
+        self._proc = ctx.Process(target=serve, args=(child,), daemon=True)
+        self._proc.start()
+        self.url = self._conn.recv()
+
+    def ask(self, command: str, arg: Any = None) -> Any:
+        self._conn.send((command, arg))
+        return self._conn.recv()
+
+    def close(self) -> None:
+        self.ask("stop")
+        self._proc.join(timeout=10)
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (f"{os.cpu_count()} CPUs (nproc {len(os.sched_getaffinity(0))}), {cpu}, "
+            f"Python {platform.python_version()}, {platform.system()} {platform.release()}, "
+            f"{dt.date.today().isoformat()}")
