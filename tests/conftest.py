@@ -7,7 +7,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
 from hypothesis import settings
@@ -41,42 +41,45 @@ class Result:
 
 
 @pytest.fixture
-def make_emulator() -> Iterator[Callable[..., Emulator]]:
-    started: list[Emulator] = []
+def serve() -> Iterator[Callable[[Any], Any]]:
+    """Start a server (any emulator or stub): every one started is stopped after the test."""
+    started: list[Any] = []
 
+    def start(server: Any) -> Any:
+        server.start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def make_emulator(serve: Callable[[Any], Any]) -> Callable[..., Emulator]:
     def make(dialect: str = "llm-models", seed: dict | None = None, **kw: object) -> Emulator:
         kw.setdefault("account_key", ACCOUNT_KEY)
-        emu = Emulator(dialect=dialect, seed=demo_seed() if seed is None else seed, **kw)
-        emu.start()
-        started.append(emu)
-        return emu
+        return serve(Emulator(dialect=dialect, seed=demo_seed() if seed is None else seed, **kw))
 
-    yield make
-    for emu in started:
-        emu.stop()
+    return make
 
 
 PLATFORM_KEY = "emulator-key-for-platforms"
 
 
 @pytest.fixture
-def account(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> Iterator[Callable[..., object]]:
+def account(monkeypatch: pytest.MonkeyPatch, env: dict[str, str],
+            serve: Callable[[Any], Any]) -> Callable[..., object]:
     """Start any platform's demo emulator (by name); its account key is set in the
     platform's key variable. `key` makes the emulator accept another one."""
     from convai_sync.providers.registry import platform
-    started = []
 
     def start(name: str, key: str = PLATFORM_KEY) -> object:
         target = platform(name)
         monkeypatch.setenv(target.env_key, PLATFORM_KEY)
-        emu = target.emulator("auto" if name == "convai" else name, None, key=key)
-        emu.start()
-        started.append(emu)
-        return emu
+        return serve(target.emulator("auto" if name == "convai" else name, None, key=key))
 
-    yield start
-    for emu in started:
-        emu.stop()
+    return start
 
 
 @pytest.fixture

@@ -10,14 +10,14 @@ import re
 import socket
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import CANARIES, EXAMPLE, ROOT, Result, assert_no_secret
+from conftest import CANARIES, ROOT, Result, assert_no_secret
 from convai_sync.emulator import Emulator
 from convai_sync.emulator.base import Reply, Request
 from convai_sync.emulator.openai_stub import OpenAIStub
@@ -33,20 +33,13 @@ def checks_on(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> None:
 
 
 @pytest.fixture
-def make_stub() -> Iterator[Callable[..., OpenAIStub]]:
-    started: list[OpenAIStub] = []
-
+def make_stub(serve: Callable[[Any], Any]) -> Callable[..., OpenAIStub]:
     def make(cls: type[OpenAIStub] = OpenAIStub, **kw: Any) -> OpenAIStub:
         kw.setdefault("keys", {GATEWAY, VLLM})
         kw.setdefault("slow_ms", 400)
-        stub = cls(**kw)
-        stub.start()
-        started.append(stub)
-        return stub
+        return serve(cls(**kw))
 
-    yield make
-    for stub in started:
-        stub.stop()
+    return make
 
 
 @pytest.fixture

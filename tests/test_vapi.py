@@ -7,7 +7,7 @@ from __future__ import annotations
 import copy
 import json
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import httpx
 import pytest
@@ -31,21 +31,15 @@ MANAGED = ("provider", "url", "model", "temperature")
 
 
 @pytest.fixture
-def vapi(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., VapiEmulator]]:
+def vapi(monkeypatch: pytest.MonkeyPatch, serve: Callable[[Any], Any]) -> Callable[..., VapiEmulator]:
     """Start Vapi emulators (demo seed by default); the CLI gets their key."""
     monkeypatch.setenv("VAPI_API_KEY", KEY)
     monkeypatch.delenv("VAPI_API_URL", raising=False)
-    started: list[VapiEmulator] = []
 
     def make(seed: dict | None = None, **kw: Any) -> VapiEmulator:
-        emu = VapiEmulator(api_key=KEY, seed=vapi_demo_seed() if seed is None else seed, **kw)
-        emu.start()
-        started.append(emu)
-        return emu
+        return serve(VapiEmulator(api_key=KEY, seed=vapi_demo_seed() if seed is None else seed, **kw))
 
-    yield make
-    for emu in started:
-        emu.stop()
+    return make
 
 
 def manifest(tmp_path: Path, edit: Callable[[dict], None] | None = None,

@@ -6,7 +6,7 @@ import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import httpx
 import pytest
@@ -45,20 +45,13 @@ SEED = {
 
 
 @pytest.fixture
-def make_emu() -> Iterator[Callable[..., VapiEmulator]]:
-    started: list[VapiEmulator] = []
-
+def make_emu(serve: Callable[[Any], Any]) -> Callable[..., VapiEmulator]:
     def make(**kw) -> VapiEmulator:
         kw.setdefault("api_key", KEY)
         kw.setdefault("seed", SEED)
-        emu = VapiEmulator(**kw)
-        emu.start()
-        started.append(emu)
-        return emu
+        return serve(VapiEmulator(**kw))
 
-    yield make
-    for emu in started:
-        emu.stop()
+    return make
 
 
 @pytest.fixture
