@@ -448,8 +448,10 @@ def real_run(pipelines: int, old_models: int, new_models: int, parallelism: int)
         manifest = Path(tmp) / "langbot.yaml"
         manifest.write_text("\n".join(lines) + "\n", "utf-8")
 
+        # the models' endpoints are addresses nothing serves: this measures the sync, so
+        # apply's endpoint check (which would refuse them) is off, as in the test suite
         env = {"LANGBOT_API_URL": lb.url, "LANGBOT_API_KEY": lb.key, MODEL_KEY_ENV: MODEL_KEY,
-               NEW_KEY_ENV: NEW_KEY}
+               NEW_KEY_ENV: NEW_KEY, "CONVAI_SYNC_NO_ENDPOINT_CHECK": "1"}
         saved = {k: os.environ.get(k) for k in env}
         os.environ.update(env)
         try:
