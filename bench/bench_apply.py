@@ -44,9 +44,9 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from host import EmulatorHost, machine  # noqa: E402  (bench/ is the script's own folder)
+from host import EmulatorHost, machine, reset  # noqa: E402  (bench/ is the script's own folder)
 
-from convai_sync.emulator import Emulator, Faults  # noqa: E402
+from convai_sync.emulator import Emulator  # noqa: E402
 from convai_sync.providers.convai.emulator.synthetic import live_state, synthetic_account  # noqa: E402
 from convai_sync.executor import execute  # noqa: E402
 from convai_sync.manifest import load_manifest, resolve_secrets  # noqa: E402
@@ -71,10 +71,7 @@ def _serve(conn: Any) -> None:
     while True:
         command, arg = conn.recv()
         if command == "reset":
-            seed, latency_ms = arg
-            emu.load_seed(seed)
-            emu.clear_log()
-            emu.faults = Faults(latency_ms=latency_ms)
+            reset(emu, *arg)
             connections, cpu = emu.connections, time.process_time()
             conn.send(None)
         elif command == "stats":

@@ -57,10 +57,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from host import EmulatorHost, machine  # noqa: E402  (bench/ is the script's own folder)
+from host import EmulatorHost, environment, machine, reset  # noqa: E402  (bench/ is the script's own folder)
 sys.path.insert(0, str(ROOT / "tests"))
 
-from convai_sync.emulator.faults import Faults  # noqa: E402
 from convai_sync.engine import Options, apply_plan, converged, make_plan, read_live, sync_state  # noqa: E402
 from convai_sync.manifest import load_manifest, resolve_secrets  # noqa: E402
 from convai_sync.planner import Brakes  # noqa: E402
@@ -90,11 +89,7 @@ def _serve(conn: Any) -> None:
     while True:
         command, arg = conn.recv()
         if command == "reset":
-            seed, latency_ms = arg
-            emu.faults = Faults()
-            emu.load_seed(seed)
-            emu.clear_log()
-            emu.faults = Faults(latency_ms=latency_ms)
+            reset(emu, *arg)
             connections, cpu = emu.connections, time.process_time()
             conn.send(None)
         elif command == "stats":
@@ -452,9 +447,7 @@ def real_run(pipelines: int, old_models: int, new_models: int, parallelism: int)
         # apply's endpoint check (which would refuse them) is off, as in the test suite
         env = {"LANGBOT_API_URL": lb.url, "LANGBOT_API_KEY": lb.key, MODEL_KEY_ENV: MODEL_KEY,
                NEW_KEY_ENV: NEW_KEY, "CONVAI_SYNC_NO_ENDPOINT_CHECK": "1"}
-        saved = {k: os.environ.get(k) for k in env}
-        os.environ.update(env)
-        try:
+        with environment(env):
             counter.take()
             plan1 = cli("plan", "-f", str(manifest), "--parallelism", str(parallelism))
             plan1_counts = counter.take()
@@ -466,12 +459,6 @@ def real_run(pipelines: int, old_models: int, new_models: int, parallelism: int)
             executor = (timer.seconds, timer.requests, timer.phases())
             plan2 = cli("plan", "-f", str(manifest), "--parallelism", str(parallelism))
             plan2_counts = counter.take()
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
         live_models = call("GET", "/api/v1/provider/models/llm")["models"]
         live_pipes = call("GET", "/api/v1/pipelines")["pipelines"]
         providers = call("GET", "/api/v1/provider/providers")["providers"]
@@ -480,8 +467,7 @@ def real_run(pipelines: int, old_models: int, new_models: int, parallelism: int)
         # exist now), at --parallelism 1 and then 10, each after moving every
         # pipeline back to its old model through the raw API.
         rebinds_only: list[tuple[int, int, float, int, float]] = []
-        os.environ.update(env)
-        try:
+        with environment(env):
             for p in (1, parallelism):
                 for i, u in enumerate(uuids):
                     config = call("GET", f"/api/v1/pipelines/{u}")["pipeline"]["config"]
@@ -492,12 +478,6 @@ def real_run(pipelines: int, old_models: int, new_models: int, parallelism: int)
                 rebinds_only.append((p, again[0], timer.seconds, timer.requests,
                                      server_cpu(lb) - cpu0))
                 counter.take()
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
         for text in (plan1[1], plan1[2], apply[1], apply[2], plan2[1], plan2[2]):
             for secret in (MODEL_KEY, NEW_KEY, lb.key):
                 if secret in text:

@@ -34,9 +34,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from host import EmulatorHost  # noqa: E402  (bench/ is the script's own folder)
+from host import EmulatorHost, reset  # noqa: E402  (bench/ is the script's own folder)
 
-from convai_sync.emulator.faults import Faults  # noqa: E402
 from convai_sync.executor import execute  # noqa: E402
 from convai_sync.manifest import load_manifest, resolve_secrets  # noqa: E402
 from convai_sync.planner import Brakes, build_plan  # noqa: E402
@@ -58,11 +57,7 @@ def _serve(conn: Any) -> None:
     while True:
         command, arg = conn.recv()
         if command == "reset":
-            seed, latency_ms = arg
-            emu.faults = Faults()
-            emu.load_seed(seed)
-            emu.clear_log()
-            emu.faults = Faults(latency_ms=latency_ms)
+            reset(emu, *arg)
             conn.send(None)
         elif command == "stats":
             conn.send({"requests": len(emu.requests), "writes": len(emu.writes()),

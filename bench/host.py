@@ -3,12 +3,13 @@ does not compete with the client's for one interpreter lock, and its cost can be
 measured), and the description of the machine a result was measured on."""
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import multiprocessing
 import os
 import platform
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 
 class EmulatorHost:
@@ -43,3 +44,28 @@ def machine() -> str:
     return (f"{os.cpu_count()} CPUs (nproc {len(os.sched_getaffinity(0))}), {cpu}, "
             f"Python {platform.python_version()}, {platform.system()} {platform.release()}, "
             f"{dt.date.today().isoformat()}")
+
+
+def reset(emu: Any, seed: dict, latency_ms: float) -> None:
+    """A fresh copy of `seed` and an empty log; the latency applies from now on
+    (not to the seeding itself)."""
+    from convai_sync.emulator.faults import Faults
+    emu.faults = Faults()
+    emu.load_seed(seed)
+    emu.clear_log()
+    emu.faults = Faults(latency_ms=latency_ms)
+
+
+@contextlib.contextmanager
+def environment(env: dict[str, str]) -> Iterator[None]:
+    """`env` set in os.environ for the block, and the previous values put back."""
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
