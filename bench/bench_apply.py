@@ -44,7 +44,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from host import EmulatorHost, machine, reset  # noqa: E402  (bench/ is the script's own folder)
+from host import EmulatorHost, machine, serve  # noqa: E402  (bench/ is the script's own folder)
 
 from convai_sync.emulator import Emulator  # noqa: E402
 from convai_sync.providers.convai.emulator.synthetic import live_state, synthetic_account  # noqa: E402
@@ -63,26 +63,8 @@ BRAKES = Brakes(allow_empty=True, allow_deregister=True)
 # --- the emulator, in a child process ---------------------------------------------------
 
 def _serve(conn: Any) -> None:
-    """The child: one emulator, reset to a fresh seed before every measured run."""
-    emu = Emulator(dialect="llm-models", account_key=KEY)
-    emu.start()
-    conn.send(emu.url)
-    connections, cpu = 0, 0.0
-    while True:
-        command, arg = conn.recv()
-        if command == "reset":
-            reset(emu, *arg)
-            connections, cpu = emu.connections, time.process_time()
-            conn.send(None)
-        elif command == "stats":
-            requests = emu.requests
-            conn.send({"requests": len(requests), "connections": emu.connections - connections,
-                       "writes": [(r.path, r.body) for r in requests if r.committed],
-                       "orphans": len(emu.orphan_events), "cpu": time.process_time() - cpu})
-        else:
-            emu.stop()
-            conn.send(None)
-            return
+    """The child: one Convai emulator (host.serve)."""
+    serve(conn, Emulator(dialect="llm-models", account_key=KEY))
 
 
 class ConvaiHost(EmulatorHost):
@@ -181,7 +163,7 @@ def run_size(host: ConvaiHost, characters: int, models: int, args: argparse.Name
     ends = clock.starts[1:] + [clock.starts[0] + apply_s]
     worst = max(((end - start) / bound([n], parallelism, latency_s) if latency_s else 0.0)
                 for start, end, n in zip(clock.starts, ends, per_phase))
-    writes = [(p, _with_key(b)) for p, b in stats["writes"]]
+    writes = [(p, _with_key(b)) for p, b in stats["write_log"]]
     assert len(writes) == apply_requests == sum(per_phase), (len(writes), apply_requests)
     sequential_s = tf_s = float("nan")
     if baselines:

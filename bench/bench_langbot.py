@@ -57,7 +57,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from host import EmulatorHost, environment, machine, reset  # noqa: E402  (bench/ is the script's own folder)
+from host import EmulatorHost, environment, machine, serve  # noqa: E402  (bench/ is the script's own folder)
 sys.path.insert(0, str(ROOT / "tests"))
 
 from convai_sync.engine import Options, apply_plan, converged, make_plan, read_live, sync_state  # noqa: E402
@@ -82,24 +82,7 @@ FIXTURE = ROOT / "tests" / "fixtures" / "langbot_pipeline_config.json"
 
 def _serve(conn: Any) -> None:
     from convai_sync.providers.langbot.emulator import LangBotEmulator
-    emu = LangBotEmulator(api_key=KEY, seed={"models": [], "pipelines": []})
-    emu.start()
-    conn.send(emu.url)
-    connections, cpu = 0, 0.0
-    while True:
-        command, arg = conn.recv()
-        if command == "reset":
-            reset(emu, *arg)
-            connections, cpu = emu.connections, time.process_time()
-            conn.send(None)
-        elif command == "stats":
-            conn.send({"requests": len(emu.requests), "writes": len(emu.writes()),
-                       "orphans": len(emu.orphan_events), "connections": emu.connections - connections,
-                       "cpu": time.process_time() - cpu})
-        else:
-            emu.stop()
-            conn.send(None)
-            return
+    serve(conn, LangBotEmulator(api_key=KEY, seed={"models": [], "pipelines": []}))
 
 
 # --- the workspace --------------------------------------------------------------------

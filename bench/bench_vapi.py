@@ -34,7 +34,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from host import EmulatorHost, reset  # noqa: E402  (bench/ is the script's own folder)
+from host import EmulatorHost, serve  # noqa: E402  (bench/ is the script's own folder)
 
 from convai_sync.executor import execute  # noqa: E402
 from convai_sync.manifest import load_manifest, resolve_secrets  # noqa: E402
@@ -51,21 +51,7 @@ OLD = {"provider": "custom-llm", "url": "https://old-gateway.example/v1", "model
 
 def _serve(conn: Any) -> None:
     from convai_sync.providers.vapi.emulator import VapiEmulator
-    emu = VapiEmulator(api_key=KEY)
-    emu.start()
-    conn.send(emu.url)
-    while True:
-        command, arg = conn.recv()
-        if command == "reset":
-            reset(emu, *arg)
-            conn.send(None)
-        elif command == "stats":
-            conn.send({"requests": len(emu.requests), "writes": len(emu.writes()),
-                       "orphans": len(emu.orphan_events)})
-        else:
-            emu.stop()
-            conn.send(None)
-            return
+    serve(conn, VapiEmulator(api_key=KEY))
 
 
 # --- the account ----------------------------------------------------------------------

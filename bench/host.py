@@ -8,6 +8,7 @@ import datetime as dt
 import multiprocessing
 import os
 import platform
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -69,3 +70,28 @@ def environment(env: dict[str, str]) -> Iterator[None]:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def serve(conn: Any, emu: Any) -> None:
+    """The child's loop for any emulator: its URL first, then `reset` (a fresh
+    seed before every measured run), `stats` (since the last reset) and `stop`."""
+    emu.start()
+    conn.send(emu.url)
+    connections, cpu = 0, 0.0
+    while True:
+        command, arg = conn.recv()
+        if command == "reset":
+            reset(emu, *arg)
+            connections, cpu = emu.connections, time.process_time()
+            conn.send(None)
+        elif command == "stats":
+            writes = emu.writes()
+            conn.send({"requests": len(emu.requests), "writes": len(writes),
+                       "write_log": [(r.path, r.body) for r in writes],
+                       "orphans": len(emu.orphan_events),
+                       "connections": emu.connections - connections,
+                       "cpu": time.process_time() - cpu})
+        else:
+            emu.stop()
+            conn.send(None)
+            return
