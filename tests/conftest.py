@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterator
 import pytest
 from hypothesis import settings
 
-# apply locks (convai_sync/lock.py) of test runs go to a directory of their own
+# apply locks (convai_sync/lock.py) of test runs never go to the user's own lock directory
 os.environ.setdefault("CONVAI_SYNC_LOCK_DIR", tempfile.mkdtemp(prefix="convai-sync-locks-"))
 
 # CI explores the same examples every run (no flaky landings); local runs explore anew.
@@ -38,6 +38,14 @@ class Result:
     @property
     def output(self) -> str:
         return self.stdout + self.stderr
+
+
+@pytest.fixture(autouse=True)
+def own_lock_dir(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Each test its own apply-lock directory: locks are per account URL, and a
+    later test's emulator can get the port (so the URL) of an earlier one, whose
+    test left a lock on purpose (test_apply_lock.py)."""
+    monkeypatch.setenv("CONVAI_SYNC_LOCK_DIR", str(tmp_path_factory.mktemp("locks")))
 
 
 @pytest.fixture
