@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "build" / "mutation"
 EQUIVALENT = ROOT / "bench" / "mutation_equivalent.json"
 REPORT = ROOT / "bench" / "MUTATION.md"
-PYTEST_ARGS = ["-x", "-q", "-p", "no:cacheprovider"]
+PYTEST_ARGS = ["-x", "-q", "-p", "no:cacheprovider", "-n", "0"]  # mutmut runs tests in-process
 
 # module (under convai_sync/) -> the test files that exercise it
 CORE: dict[str, list[str]] = {

@@ -1,8 +1,10 @@
 """Shared fixtures: a real emulator on a free port, and the real CLI entry point."""
 from __future__ import annotations
 
+import atexit
 import io
 import os
+import shutil
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -11,9 +13,6 @@ from typing import Any, Callable, Iterator
 
 import pytest
 from hypothesis import settings
-
-# apply locks (convai_sync/lock.py) of test runs never go to the user's own lock directory
-os.environ.setdefault("CONVAI_SYNC_LOCK_DIR", tempfile.mkdtemp(prefix="convai-sync-locks-"))
 
 # CI explores the same examples every run (no flaky landings); local runs explore anew.
 settings.register_profile("ci", derandomize=True, print_blob=True)
@@ -24,7 +23,19 @@ from convai_sync.cli import main
 from convai_sync.emulator import Emulator, demo_seed
 
 ROOT = Path(__file__).resolve().parent.parent
-EXAMPLE = ROOT / "examples" / "models.yaml"
+
+
+def _private_examples() -> Path:
+    """This test process's own copy of examples/: an apply writes its state file and
+    lock beside the manifest, which parallel workers must not share, and a user's own
+    applied state in the checkout must not leak into the tests."""
+    top = Path(tempfile.mkdtemp(prefix="convai-sync-tests-"))
+    atexit.register(shutil.rmtree, top, True)
+    return Path(shutil.copytree(ROOT / "examples", top / "examples"))
+
+
+EXAMPLES = _private_examples()
+EXAMPLE = EXAMPLES / "models.yaml"
 ACCOUNT_KEY = "acct-key-0123456789"
 CANARIES = {"STUDIO_GATEWAY_KEY": "sk-CANARY-gateway-7f3a9c", "STUDIO_VLLM_KEY": "sk-CANARY-vllm-41bd02"}
 
@@ -40,11 +51,25 @@ class Result:
         return self.stdout + self.stderr
 
 
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Tests parametrized onto the real LangBot server (ids ending in [real]) share one
+    server and reset it between them: they run on one xdist worker, as one unit sent
+    first (units go out largest first), so the server starts once while the other
+    workers run everything else, one test at a time."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class RealServerOnOneWorker(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return "real LangBot server" if nodeid.endswith("[real]") else nodeid
+
+    return RealServerOnOneWorker(config, log)
+
+
 @pytest.fixture(autouse=True)
 def own_lock_dir(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
-    """Each test its own apply-lock directory: locks are per account URL, and a
-    later test's emulator can get the port (so the URL) of an earlier one, whose
-    test left a lock on purpose (test_apply_lock.py)."""
+    """Each test its own apply-lock directory, never the user's own: locks are per
+    account URL, and a later test's emulator can get the port (so the URL) of an
+    earlier one, whose test left a lock on purpose (test_apply_lock.py)."""
     monkeypatch.setenv("CONVAI_SYNC_LOCK_DIR", str(tmp_path_factory.mktemp("locks")))
 
 

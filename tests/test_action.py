@@ -16,7 +16,7 @@ from typing import Callable, Iterator
 import httpx
 import pytest
 
-from conftest import ACCOUNT_KEY, CANARIES, ROOT, Result, assert_no_secret
+from conftest import ACCOUNT_KEY, CANARIES, EXAMPLES, ROOT, Result, assert_no_secret
 from convai_sync.emulator import Emulator
 from convai_sync.render.markdown import PLAN_MARKER
 from convai_sync.action.comments import sticky
@@ -326,7 +326,7 @@ def test_the_action_works_for_any_platform_from_the_manifest(setup, github: GitH
                                                              tmp_path: Path) -> None:
     from convai_sync.providers.vapi.emulator import VapiEmulator, vapi_demo_seed
     emu, work, sha, runner, account = setup
-    shutil.copy(ROOT / "examples" / "vapi.yaml", work / "manifests" / "staging.yaml")
+    shutil.copy(EXAMPLES / "vapi.yaml", work / "manifests" / "staging.yaml")
     sha = commit(work, "a Vapi account")
     vapi = VapiEmulator(api_key="vapi-key-test", seed=vapi_demo_seed())
     vapi.start()

@@ -17,7 +17,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import CANARIES, ROOT, Result, assert_no_secret
+from conftest import CANARIES, EXAMPLES, Result, assert_no_secret
 from convai_sync.emulator import Emulator
 from convai_sync.emulator.base import Reply, Request
 from convai_sync.emulator.openai_stub import OpenAIStub
@@ -478,7 +478,7 @@ def test_drift_with_healthy_endpoints_in_sync_exits_0(
 
 @pytest.mark.parametrize("example", ["models.yaml", "langbot.yaml", "vapi.yaml"])
 def test_check_with_the_emulator_answers_for_every_platform(run: Callable[..., Result], example: str) -> None:
-    r = run("check", "-f", str(ROOT / "examples" / example), "--emulator")
+    r = run("check", "-f", str(EXAMPLES / example), "--emulator")
     assert r.code == 0, r.output
     assert "key accepted" in r.stdout and re.search(r"(\d) endpoints: \1 ok\.", r.stdout)
     assert "https://vllm.example-studio.com/v1" in r.stdout  # the manifest's URLs, as written
@@ -492,7 +492,7 @@ def test_check_with_the_emulator_answers_for_every_platform(run: Callable[..., R
 def test_mode_words_in_a_url_or_model_pick_how_the_emulators_stub_answers(
         run: Callable[..., Result], tmp_path: Path, example: str, old: str, new: str, status: str) -> None:
     path = tmp_path / example
-    path.write_text((ROOT / "examples" / example).read_text().replace(old, new))
+    path.write_text((EXAMPLES / example).read_text().replace(old, new))
     r = run("check", "-f", str(path), "--emulator")
     assert r.code == 1 and f" {status} " in r.stdout, r.output
     refused = run("apply", "-f", str(path), "--emulator", "--auto-approve")
@@ -502,7 +502,7 @@ def test_mode_words_in_a_url_or_model_pick_how_the_emulators_stub_answers(
 def test_langbot_requesters_that_are_not_openai_compatible_are_not_checked(
         run: Callable[..., Result], tmp_path: Path) -> None:
     path = tmp_path / "langbot.yaml"
-    path.write_text((ROOT / "examples" / "langbot.yaml").read_text().replace(
+    path.write_text((EXAMPLES / "langbot.yaml").read_text().replace(
         "    name: gpt-4o-mini", "    name: gpt-4o-mini\n    requester: anthropic-messages"))
     r = run("check", "-f", str(path), "--emulator")
     assert r.code == 1
@@ -516,7 +516,7 @@ def test_vapi_endpoints_come_from_the_models_url_and_model(run: Callable[..., Re
     monkeypatch.setenv("VAPI_API_KEY", "vapi-acct-key-1234")
     with VapiEmulator(api_key="vapi-acct-key-1234", seed=vapi_demo_seed()) as emu:
         path = tmp_path / "vapi.yaml"
-        path.write_text((ROOT / "examples" / "vapi.yaml").read_text()
+        path.write_text((EXAMPLES / "vapi.yaml").read_text()
                         .replace("https://llm-gateway.example-studio.com/v1", f"{stub.url}/v1")
                         .replace("https://vllm.example-studio.com/v1", f"{stub.url}/down/v1"))
         r = run("apply", "-f", str(path), "--api-url", emu.url, "--auto-approve")

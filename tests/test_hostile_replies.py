@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 import pytest
 
-from conftest import EXAMPLE, ROOT, Result, cli_env
+from conftest import EXAMPLE, EXAMPLES, Result, cli_env
 from convai_sync.emulator import Emulator
 from convai_sync.providers import transport
 
@@ -145,7 +145,7 @@ def test_langbot_and_vapi_refuse_ambiguous_and_paged_lists(
         import httpx
         listed = httpx.get(vapi.url + "/assistant", headers={"Authorization": "Bearer vapi-key-0123"}).json()
         vapi.override("/assistant", [{**listed[0], "id": None}, *listed[1:]])
-        result = run("apply", "-f", str(ROOT / "examples" / "vapi.yaml"), "--api-url", vapi.url, "--auto-approve",
+        result = run("apply", "-f", str(EXAMPLES / "vapi.yaml"), "--api-url", vapi.url, "--auto-approve",
                      "--state-file", str(tmp_path / "v.json"))
         assert result.code == 1 and "GET /assistant" in result.stderr and "item 0 has no id" in result.stderr
         assert vapi.writes() == []
@@ -156,7 +156,7 @@ def test_langbot_and_vapi_refuse_ambiguous_and_paged_lists(
                                ({"code": 0, "msg": "ok", "data": {"pipelines": [], "total": 3}},
                                 "'total': 3, but lists 0")]:
             lb.override("/api/v1/pipelines", body)
-            result = run("apply", "-f", str(ROOT / "examples" / "langbot.yaml"), "--api-url", lb.url, "--auto-approve",
+            result = run("apply", "-f", str(EXAMPLES / "langbot.yaml"), "--api-url", lb.url, "--auto-approve",
                          "--state-file", str(tmp_path / "l.json"))
             assert result.code == 1 and "GET /api/v1/pipelines" in result.stderr, result.stderr
             assert expected in result.stderr and lb.writes() == []

@@ -12,7 +12,7 @@ from typing import Callable
 import httpx
 import pytest
 
-from conftest import ACCOUNT_KEY, EXAMPLE, ROOT, Result, assert_no_secret
+from conftest import ACCOUNT_KEY, EXAMPLE, EXAMPLES, Result, assert_no_secret
 from convai_sync.emulator import Emulator
 from convai_sync.plan import Plan
 from convai_sync.render.markdown import PLAN_MARKER, render_plan_markdown
@@ -56,7 +56,7 @@ def assert_well_formed(md: str, limit: int | None = None) -> None:
 
 @pytest.fixture
 def in_root(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(ROOT)  # so the manifest is named examples/models.yaml, as in a workflow
+    monkeypatch.chdir(EXAMPLES.parent)  # so the manifest is named examples/models.yaml, as in a workflow
 
 
 def markdown_plan(run: Callable[..., Result], emu: Emulator, *extra: str,

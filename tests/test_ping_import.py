@@ -9,11 +9,11 @@ from typing import Callable
 
 import pytest
 
-from conftest import EXAMPLE, ROOT, Result
+from conftest import EXAMPLE, EXAMPLES, Result
 from convai_sync.providers.registry import platform
 
-EXAMPLES = {"convai": EXAMPLE, "langbot": ROOT / "examples" / "langbot.yaml",
-            "vapi": ROOT / "examples" / "vapi.yaml"}
+EXAMPLES = {"convai": EXAMPLE, "langbot": EXAMPLES / "langbot.yaml",
+            "vapi": EXAMPLES / "vapi.yaml"}
 UNMANAGED = {"convai": "legacy-mixtral", "langbot": "mistralai/Mixtral-8x7B-Instruct-v0.1",
              "vapi": "legacy-vllm"}  # live in each demo account, not in its example
 

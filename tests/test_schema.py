@@ -26,8 +26,9 @@ def test_schema_identity_and_the_example_points_at_it() -> None:
     schema = json.loads(SCHEMA.read_text("utf-8"))
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     assert schema["$id"] and schema["title"].startswith("convai-sync manifest")
-    assert EXAMPLE.read_text().splitlines()[0] == "# yaml-language-server: $schema=../schema/manifest.schema.json"
-    assert (EXAMPLE.parent / "../schema/manifest.schema.json").resolve() == SCHEMA
+    example = ROOT / "examples" / "models.yaml"  # the checkout's, where the relative path resolves
+    assert example.read_text().splitlines()[0] == "# yaml-language-server: $schema=../schema/manifest.schema.json"
+    assert (example.parent / "../schema/manifest.schema.json").resolve() == SCHEMA
 
 
 def test_api_key_allows_only_an_env_reference() -> None:

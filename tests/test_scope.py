@@ -8,13 +8,13 @@ from typing import Callable
 
 import pytest
 
-from conftest import EXAMPLE, ROOT, Result, assert_no_secret
+from conftest import EXAMPLE, EXAMPLES, Result, assert_no_secret
 from convai_sync.providers.registry import platform
 
 CASES = {  # platform: (example, a model, its key variable, the write that sends the key)
     "convai": (EXAMPLE, "studio-turbo", "STUDIO_GATEWAY_KEY", "/llm-models/update"),
-    "langbot": (ROOT / "examples" / "langbot.yaml", "turbo", "STUDIO_GATEWAY_KEY", "/api/v1/provider/models/llm/"),
-    "vapi": (ROOT / "examples" / "vapi.yaml", "studio-gateway", "STUDIO_GATEWAY_KEY", "/credential/"),
+    "langbot": (EXAMPLES / "langbot.yaml", "turbo", "STUDIO_GATEWAY_KEY", "/api/v1/provider/models/llm/"),
+    "vapi": (EXAMPLES / "vapi.yaml", "studio-gateway", "STUDIO_GATEWAY_KEY", "/credential/"),
 }
 
 

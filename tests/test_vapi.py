@@ -13,13 +13,13 @@ import httpx
 import pytest
 import yaml
 
-from conftest import CANARIES, ROOT, Result, assert_no_secret
+from conftest import CANARIES, EXAMPLES, Result, assert_no_secret
 from convai_sync.emulator.faults import Faults
 from convai_sync.providers.vapi import VapiClient
 from convai_sync.providers.vapi.emulator import VapiEmulator, vapi_demo_seed
 
 KEY = "vapi-account-key-0123"
-EXAMPLE = ROOT / "examples" / "vapi.yaml"
+EXAMPLE = EXAMPLES / "vapi.yaml"
 MARA = "3f6c2b9e-1d7a-4c55-9a0e-5b2f8e6d4c11"
 OREN = "8b1d4e7a-2c3f-4e9b-8d6a-7f0e1c2b3a45"
 PELL = "c9e2a5d8-4b6f-4a1c-9e3d-2f7b8a6c5d90"
