@@ -368,3 +368,28 @@ def test_every_client_shares_one_configured_session() -> None:
     assert default.http._http.timeout == 30.0
     with default as same:
         assert same is default
+
+
+def test_every_transport_shares_one_tls_context_built_from_the_environment(
+        monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    """Loading the CA bundle cost ~25 ms of CPU per client; it is built once per
+    process, but still from SSL_CERT_FILE when that is set, as httpx would."""
+    import certifi
+    from convai_sync.providers.transport import JsonTransport, SharedPool, tls_context
+
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    shared = SharedPool(2)
+    built = [JsonTransport("http://127.0.0.1:9", {}, timeout=1, pool_size=2),
+             JsonTransport("https://example.com", {}, timeout=1, pool_size=2,
+                           shared=shared)]
+    contexts = {id(t._transport._pool._ssl_context) for t in built}
+    assert contexts == {id(tls_context())}
+    monkeypatch.setenv("SSL_CERT_FILE", certifi.where())
+    assert tls_context() is not built[0]._transport._pool._ssl_context
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "missing.pem"))
+    with pytest.raises(OSError):  # the file is read, not ignored
+        tls_context()
+    for t in built:
+        t.close()
+    shared.close()
