@@ -60,7 +60,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 
     class RealServerOnOneWorker(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            return "real LangBot server" if nodeid.endswith("[real]") else nodeid
+            return "real LangBot server" if nodeid.endswith("[real]") else nodeid  # as is_real()
 
     return RealServerOnOneWorker(config, log)
 
@@ -173,6 +173,13 @@ def assert_no_secret(*texts: str) -> None:
         assert ACCOUNT_KEY not in text
 
 
+_REAL: list[Any] = []  # the running real LangBot server, if one was started
+
+
+def is_real(item: pytest.Item) -> bool:
+    return item.nodeid.endswith("[real]")
+
+
 @pytest.fixture(scope="session")
 def real_langbot() -> Iterator[object]:
     """One real LangBot 4.11.2 server for the whole run (installed by
@@ -187,4 +194,16 @@ def real_langbot() -> Iterator[object]:
         pytest.skip("real LangBot not installed: run .ci/install-langbot to run these tests "
                     "against a real server too")
     with LangBotServer() as server:
+        _REAL.append(server)
         yield server
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """Stop the real server after the last test that uses it (its fixtures torn down
+    first), not when the worker ends: it holds memory, and its graceful shutdown
+    takes seconds; its database is a throwaway, so it gets one second, then a kill."""
+    yield
+    later = item.session.items[item.session.items.index(item) + 1:]
+    if _REAL and is_real(item) and not any(is_real(i) for i in later):
+        _REAL.pop().stop(timeout=1.0)
