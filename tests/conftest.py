@@ -51,6 +51,17 @@ class Result:
         return self.stdout + self.stderr
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "long: a test of several seconds (run first, so it "
+                                       "is not the last one running when the others are done)")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked long first: xdist hands tests out in this order (after the real
+    server's unit), so the longest do not start last and stretch the run."""
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)
+
+
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """Tests parametrized onto the real LangBot server (ids ending in [real]) share one
     server and reset it between them: they run on one xdist worker, as one unit sent

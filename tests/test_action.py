@@ -23,6 +23,8 @@ from convai_sync.action.comments import sticky
 from github_stub import GitHubStub
 from workflow_runner import Environment, JobRun, WorkflowRunner
 
+pytestmark = pytest.mark.long  # each runs workflows through bash, git and Python processes
+
 ACTION_REF = "acme/convai-sync@v1"
 COPIED = ["plan.yml", "apply.yml", "drift.yml"]
 PR = 7

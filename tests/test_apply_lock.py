@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
+import pytest
+
 from conftest import EXAMPLE, Result, cli_env
 from convai_sync.emulator import Emulator, Faults
 from convai_sync.lock import lock_paths
@@ -23,6 +25,7 @@ def apply_process(url: str, state: Path) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=cli_env(NO_COLOR="1"))
 
 
+@pytest.mark.long
 def test_a_second_apply_at_once_is_refused_naming_the_first(
         make_emulator: Callable[..., Emulator], tmp_path: Path) -> None:
     emu = make_emulator(faults=Faults(latency_ms=250))  # the first apply takes some 3 s

@@ -16,6 +16,7 @@ SMALL = [("bench_langbot.py", ["--quick"], "met: plan reads 2 requests at every 
          ("bench_check.py", ["--endpoints", "10", "--runs", "1"], "")]
 
 
+@pytest.mark.long
 @pytest.mark.parametrize("script, args, expected", SMALL, ids=[s for s, _, _ in SMALL])
 def test_benchmark_runs_at_a_small_size(script: str, args: list[str],
                                                               expected: str) -> None:

@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
+import pytest
+
 from conftest import EXAMPLE, Result, cli_env
 from convai_sync.emulator import Emulator, Faults, demo_seed
 
@@ -38,6 +40,7 @@ def kill_after_writes(url: str, state: Path, emu: Emulator, writes: int) -> None
     proc.wait(timeout=10)
 
 
+@pytest.mark.long
 def test_kill_9_at_random_points_of_a_replace_then_apply_puts_every_character_back(
         make_emulator: Callable[..., Emulator], run: Callable[..., Result], tmp_path: Path) -> None:
     rng = random.Random()

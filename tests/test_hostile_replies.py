@@ -29,6 +29,7 @@ def cli_process(*args: str, limit: float = 40) -> tuple[int, str, float]:
     return proc.returncode, out, time.monotonic() - started
 
 
+@pytest.mark.long
 @pytest.mark.parametrize("retry_after", ["100000", "nan"])
 def test_an_absurd_retry_after_cannot_outlast_the_deadline(
         make_emulator: Callable[..., Emulator], retry_after: str, tmp_path: Any) -> None:
@@ -60,6 +61,7 @@ def test_retry_after_as_an_http_date_counts_from_now() -> None:
     assert later is not None and 25 < later <= 30
 
 
+@pytest.mark.long
 def test_a_dripping_reply_cannot_outlast_the_deadline(make_emulator: Callable[..., Emulator]) -> None:
     emu = make_emulator()
     emu.override("/llm-models/list", {"models": [], "pad": "x" * 40}, drip=0.5)  # 30 s in all

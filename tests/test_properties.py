@@ -271,6 +271,7 @@ def converges_in_one_apply(run: Run, sw: Switches) -> None:
     assert_no_canary(*run.outputs)
 
 
+@pytest.mark.long
 @settings(max_examples=50, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(sc=scenarios(), sw=switches())
@@ -279,6 +280,7 @@ def test_apply_converges_in_one_apply_and_never_orphans_50_examples(
     converges_in_one_apply(prepare(emulators, sc, sw, Faults(), workdir), sw)
 
 
+@pytest.mark.long
 @settings(max_examples=40, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(sc=scenarios(), sw=switches(), fault_seed=st.integers(0, 2**16),

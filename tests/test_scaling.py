@@ -174,6 +174,7 @@ def test_libyaml_loader_gives_the_same_data_and_lines_as_the_pure_python_one(tex
     assert fast.data == yaml.safe_load(text)  # YAML's own meaning, merge keys included
 
 
+@pytest.mark.long
 def test_benchmark_smoke(tmp_path: Path) -> None:
     report = tmp_path / "bench.md"
     out = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_apply.py"), "--quick",

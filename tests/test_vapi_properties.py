@@ -151,6 +151,7 @@ def refused_safely(err: ConvaiSyncError, emu: VapiEmulator, sc: Scenario) -> Non
     assert_no_canary(text)
 
 
+@pytest.mark.long
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(sc=scenarios())
 def test_vapi_apply_converges_and_never_orphans_60_examples(emulator: VapiEmulator,
