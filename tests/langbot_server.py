@@ -5,7 +5,7 @@
     if find_langbot() is None:
         pytest.skip("run .ci/install-langbot first")
     with LangBotServer() as lb:
-        httpx.get(f"{lb.url}/api/v1/provider/models/llm", headers={"X-API-Key": lb.key})
+        httpx.get(f"{lb.url}/api/v1/provider/models/llm", headers={"X-API-Key": lb.key}, verify=False)
 
 Each server gets a fresh temporary working directory (so a fresh SQLite DB in
 ``data/``), a free loopback port and a random global API key. The environment
@@ -159,7 +159,7 @@ class LangBotServer:
         assert self.proc is not None
         deadline = began + self.startup_timeout
         last_error = "no answer yet"
-        with httpx.Client(trust_env=False, timeout=5.0) as client:
+        with httpx.Client(trust_env=False, timeout=5.0, verify=False) as client:
             while True:
                 code = self.proc.poll()
                 if code is not None:
@@ -213,7 +213,7 @@ class LangBotServer:
 
     def client(self, **kw: object) -> httpx.Client:
         """An httpx client on this server with the key set (ignores proxy env)."""
-        return httpx.Client(base_url=self.url, headers=self.headers, trust_env=False, **kw)  # type: ignore[arg-type]
+        return httpx.Client(base_url=self.url, headers=self.headers, trust_env=False, verify=False, **kw)  # type: ignore[arg-type]
 
     def log_tail(self, lines: int = 40) -> str:
         if self.log_path is None or not self.log_path.exists():

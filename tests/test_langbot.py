@@ -29,7 +29,7 @@ class Workspace:
 
     def __init__(self, url: str, key: str, emulator: LangBotEmulator | None = None):
         self.url, self.key, self.emulator = url, key, emulator
-        self.http = httpx.Client(base_url=url, headers={"X-API-Key": key}, timeout=30)
+        self.http = httpx.Client(base_url=url, headers={"X-API-Key": key}, timeout=30, verify=False)
 
     def call(self, method: str, path: str, body: Any = None) -> Any:
         r = self.http.request(method, path, json=body if body is not None else None,

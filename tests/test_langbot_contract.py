@@ -96,7 +96,7 @@ class Api:
         self.target = target
         self.token = "cst" + uuidlib.uuid4().hex[:10]  # in every name and base URL this test makes
         self.http = httpx.Client(base_url=target.url, trust_env=False, timeout=30,
-                                 headers={"X-API-Key": target.key, "Content-Type": "application/json"})
+                                 headers={"X-API-Key": target.key, "Content-Type": "application/json"}, verify=False)
 
     def url(self, path: str = "/v1") -> str:
         """A base URL unique to this test (nothing listens there)."""
@@ -202,7 +202,7 @@ def full_config(model_uuid: str, prompt: str = "You are A.") -> dict:
 def test_envelope_and_auth(langbot: Target, api: Api) -> None:
     assert isinstance(ok(api.get(MODELS))["models"], list)
     url, key = langbot.url + MODELS, langbot.key
-    with httpx.Client(trust_env=False, timeout=30) as raw:
+    with httpx.Client(trust_env=False, timeout=30, verify=False) as raw:
         assert raw.get(url, headers={"Authorization": f"Bearer {key}"}).status_code == 200
         assert raw.get(url, headers={"Authorization": key}).status_code == 200  # "Bearer " is optional
         for headers in ({"X-API-Key": "wrong"}, {"Authorization": "Bearer wrong"},
@@ -651,7 +651,7 @@ def test_emulator_demo_seed_and_snapshots() -> None:
                 k: v for k, v in template.items() if k != "ai"}
         models[next(iter(models))]["name"] = "changed"  # snapshots are copies
         assert "changed" not in [m["name"] for m in emu.models().values()]
-        with httpx.Client(base_url=emu.url, headers={"X-API-Key": "emulator-key"}) as http:
+        with httpx.Client(base_url=emu.url, headers={"X-API-Key": "emulator-key"}, verify=False) as http:
             listed = ok(http.get(PIPELINES))["pipelines"]
             assert {p["uuid"] for p in listed} == set(pipelines)
             ok(http.delete(f"{MODELS}/{by_name['mistralai/Mixtral-8x7B-Instruct-v0.1']}"))
@@ -684,7 +684,7 @@ def test_emulator_seed_format() -> None:
 
 def test_emulator_fault_replies_use_the_langbot_envelope() -> None:
     with LangBotEmulator(faults=Faults(rate=1.0, seed=3)) as emu:
-        with httpx.Client(base_url=emu.url, headers={"X-API-Key": "emulator-key"}, timeout=5) as http:
+        with httpx.Client(base_url=emu.url, headers={"X-API-Key": "emulator-key"}, timeout=5, verify=False) as http:
             seen = set()
             for _ in range(30):
                 try:

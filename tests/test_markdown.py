@@ -83,9 +83,9 @@ def test_ordinary_plan_has_no_alert(in_root: None, make_emulator: Callable[..., 
     assert run("apply", "-f", MANIFEST, "--api-url", emu.url, "--auto-approve").code == 0
     headers = {"CONVAI-API-KEY": ACCOUNT_KEY}
     httpx.post(emu.url + "/llm-models/update", headers=headers,
-               json={"model_group_name": "studio-turbo", "display_name": "Turbo (renamed by hand)"})
+               json={"model_group_name": "studio-turbo", "display_name": "Turbo (renamed by hand)"}, verify=False)
     httpx.post(emu.url + "/character/update", headers=headers,
-               json={"charID": "3f6c2b9e-1d7a-4c55-9a0e-5b2f8e6d4c11", "temperature": 0.75})
+               json={"charID": "3f6c2b9e-1d7a-4c55-9a0e-5b2f8e6d4c11", "temperature": 0.75}, verify=False)
     md = markdown_plan(run, emu)
     assert "[!WARNING]" not in md
     assert "**Plan: 0 to register, 1 to update, 0 to deregister, 0 characters to rebind, 1 character to update.**" in md

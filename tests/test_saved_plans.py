@@ -20,7 +20,7 @@ SAGE = "9f8e7d6c-5b4a-4392-8170-6f5e4d3c2b1a"      # Old Sage, not in the manife
 
 def poke(emu: Emulator, path: str, body: dict) -> None:
     """Someone else changes the account between plan and apply (a direct HTTP call)."""
-    r = httpx.post(emu.url + path, json=body, headers={"CONVAI-API-KEY": ACCOUNT_KEY})
+    r = httpx.post(emu.url + path, json=body, headers={"CONVAI-API-KEY": ACCOUNT_KEY}, verify=False)
     assert r.status_code == 200, r.text
 
 

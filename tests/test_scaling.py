@@ -147,7 +147,7 @@ def test_progress_bar_on_a_terminal_redraws_in_place_and_prints_failures_in_full
         # someone registers one of the models behind our back: its register fails (409)
         httpx.post(emu.url + "/llm-models/register", headers={"CONVAI-API-KEY": ACCOUNT_KEY},
                    json={"model_group_name": model_name(1), "model_name": "x", "api_key": "k",
-                         "is_uncensored": False, "display_name": "Elsewhere"})
+                         "is_uncensored": False, "display_name": "Elsewhere"}, verify=False)
         report = execute(plan, client, resolve_secrets(loaded, environ={}, placeholder="p").keys,
                          progress=StderrProgress(stream, plan, tty=True))
     text = stream.getvalue()

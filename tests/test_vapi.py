@@ -275,7 +275,7 @@ def test_drift_reports_a_prompt_edited_behind_its_back_and_leaves_it(
 
     edited = emu.assistants()[MARA]["model"]
     edited["messages"] = [{"role": "system", "content": "You are Captain Mara. Be verbose."}]
-    with httpx.Client(base_url=emu.url, headers={"Authorization": f"Bearer {KEY}"}) as http:
+    with httpx.Client(base_url=emu.url, headers={"Authorization": f"Bearer {KEY}"}, verify=False) as http:
         assert http.patch(f"/assistant/{MARA}", json={"model": edited}).status_code == 200
     emu.clear_log()
     drifted = cli(run, "drift", path, emu)

@@ -87,7 +87,7 @@ def many(n: int) -> dict:
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"},
                                      {"Authorization": KEY}, {"Authorization": f"Basic {KEY}"}])
 def test_auth_rejects_with_the_exact_401_body(emu, headers):
-    with httpx.Client(base_url=emu.url, headers=headers) as c:
+    with httpx.Client(base_url=emu.url, headers=headers, verify=False) as c:
         for r in (c.get("/credential"), c.post("/assistant", json={}),
                   c.delete(f"/credential/{CRED_A}")):
             assert r.status_code == 401
@@ -97,7 +97,7 @@ def test_auth_rejects_with_the_exact_401_body(emu, headers):
 
 
 def test_bearer_scheme_is_case_insensitive(emu):
-    with httpx.Client(base_url=emu.url, headers={"Authorization": f"bearer {KEY}"}) as c:
+    with httpx.Client(base_url=emu.url, headers={"Authorization": f"bearer {KEY}"}, verify=False) as c:
         assert c.get("/assistant").status_code == 200
 
 
