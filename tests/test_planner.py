@@ -537,3 +537,117 @@ def test_a_display_name_released_by_an_update_of_another_field_is_not_released()
     with pytest.raises(PlanError, match=r"  - m\.yaml:\d+: display_name 'A' of model 'b' is still "
                                         r"held by model 'a'"):
         build_plan(m, state)
+
+
+# -- survivors of the planner's mutation run (bench/MUTATION.md) -------------------------
+
+def test_a_model_sharing_its_display_name_with_another_can_still_be_updated() -> None:
+    # an account made by hand may hold a display name twice ('b' is not managed); 'a'
+    # keeps its own and only changes its base_url, which takes nothing from 'b'
+    m = manifest(model("a", display="X"))
+    state = live([lm("a", display="X", base="https://old.example/v1"), lm("b", display="X")], [])
+    plan = build_plan(m, state)
+    assert [(c.action, c.id, c.fields) for c in plan.changes] == [("update", "a", ("base_url",))]
+
+
+def test_an_update_of_another_field_releases_no_display_name_even_for_a_later_phase() -> None:
+    # 'a' changes only its base_url (UPDATE) and keeps "A"; 'b', replaced later
+    # (REPLACE), cannot take "A": an update that leaves the name releases nothing
+    m = manifest(model("a") + model("b", name="v2", display="A"),
+                 settings="  fallback_model: gpt-4o\n")
+    state = live([lm("a", display="A", base="https://old.example/v1"), lm("b", name="v1", display="B")],
+                 [])
+    with pytest.raises(PlanError, match=r"display_name 'A' of model 'b' is still held by model 'a'"):
+        build_plan(m, state)
+
+
+def test_a_name_taken_after_one_that_was_released_is_still_checked() -> None:
+    # 'b' takes "X", released by 'a' in an earlier phase (fine); 'c' then takes "Z",
+    # which 'd' (not managed) keeps: that must still be refused
+    m = manifest(model("a", display="Y") + model("b", name="v2", display="X")
+                 + model("c", display="Z"),
+                 settings="  fallback_model: gpt-4o\n")
+    state = live([lm("a", display="X"), lm("b", name="v1", display="B"), lm("d", display="Z")], [])
+    with pytest.raises(PlanError) as err:
+        build_plan(m, state)
+    assert err.value.problems == [
+        "m.yaml:15: display_name 'Z' of model 'c' is still held by model 'd' when it would be set, "
+        "and Convai requires display_name values to be unique; apply in two steps: first give "
+        "'d' another display_name (or remove it), apply, then make this change"]
+
+
+def test_every_unknown_char_id_is_named_not_just_the_first() -> None:
+    m = manifest(model("a"), char("ghost-1", "a") + char("c1", "a") + char("ghost-2", "a"))
+    with pytest.raises(PlanError) as err:
+        build_plan(m, live([lm("a")], [ch("c1", "a")]))
+    assert [p.split(":", 2)[2].split(";")[0] for p in err.value.problems] == [
+        " character 'ghost-1' does not exist in the account",
+        " character 'ghost-2' does not exist in the account"]
+
+
+def test_every_field_that_forces_a_replace_is_named() -> None:
+    # no dialect today has two fields it cannot update; the planner is generic, so a
+    # platform with two of them gets both named, in the reason and in protect's refusal
+    from dataclasses import replace as with_
+    from convai_sync.planner import plan_desired
+    from convai_sync.providers.convai import capabilities
+    caps = with_(capabilities("llm-models"), updatable=frozenset({"display_name", "is_uncensored"}))
+    state = live([lm("a", name="v1", base="https://old.example/v1")], [])
+    plan = plan_desired(manifest(model("a", name="v2")).desired, state, caps)
+    [replace] = plan.changes
+    assert replace.forces_replace == ("model_name", "base_url")
+    assert replace.reason == "model_name, base_url cannot be updated in the llm-models dialect"
+    protected = manifest(model("a", name="v2", extra="    protect: true\n"))
+    with pytest.raises(PlanError, match=r"but changing model_name, base_url requires replacing it"):
+        plan_desired(protected.desired, state, caps)
+
+
+A1 = "3f6c2b9e-1d7a-4c55-9a0e-5b2f8e6d4c11"
+
+
+def vapi_manifest(binding: str = "") -> object:
+    return parse_manifest(
+        "version: 1\nplatform: vapi\nmodels:\n"
+        "  - name: gw\n    url: https://gw.example/v1\n    model: gpt-4o-mini\n"
+        "    api_key: ${GW_KEY}\n"
+        f"assistants:\n  - id: {A1}\n    model: gw\n" + binding, "v.yaml")
+
+
+def test_a_vapi_assistant_bound_to_a_credential_takes_its_url_and_model() -> None:
+    # the url and model are implied by the credential the assistant is bound to
+    state = LiveState("vapi", {"gw": ModelState("gw", {})}, {A1: ConsumerState(
+        A1, "gw", {"url": "https://old.example/v1", "model": "gpt-4o-mini", "temperature": 0.5})},
+        platform="vapi")
+    [change] = build_plan(vapi_manifest(), state).changes
+    assert (change.id, change.fields) == (A1, ("url",))
+    assert change.after["url"] == "https://gw.example/v1"
+
+
+def langbot_manifest(base: str = "https://gw.example/v1") -> object:
+    return parse_manifest(
+        "version: 1\nplatform: langbot\nmodels:\n"
+        f"  - key: turbo\n    name: gpt-4o-mini\n    base_url: {base}\n"
+        "    api_keys: ['${GW_KEY}']\n"
+        "pipelines: []\n", "l.yaml")
+
+
+def langbot_live(base: str, keys: str) -> LiveState:
+    fields = {"name": "gpt-4o-mini", "requester": "openai-chat-completions", "base_url": base,
+              "abilities": [], "extra_args": {}, "context_length": None, "api_keys": keys}
+    return LiveState("langbot", {"turbo": ModelState("turbo", fields)}, {}, platform="langbot")
+
+
+def test_a_langbot_base_url_change_sends_the_key_with_it() -> None:
+    # LangBot keeps the key on the provider of (requester, base_url): a new base_url
+    # means a new provider, which needs the key
+    [change] = build_plan(langbot_manifest(), langbot_live("https://old.example/v1", "(sensitive)")).changes
+    assert (change.action, change.fields, change.sends_key) == ("update", ("base_url",), True)
+
+
+def test_a_langbot_key_that_differs_and_is_replaced_is_one_field_sent_once() -> None:
+    from convai_sync.providers.langbot.client import KEYS_DIFFER
+    from convai_sync.scope import Scope
+    plan = build_plan(langbot_manifest(), langbot_live("https://gw.example/v1", KEYS_DIFFER),
+                      scope=Scope(replace=frozenset({"turbo"})))
+    [change] = plan.changes
+    assert (change.action, change.fields, change.sends_key) == ("update", ("api_keys",), True)
