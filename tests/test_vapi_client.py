@@ -1,0 +1,510 @@
+"""The Vapi client through its public methods, over real HTTP against the Vapi
+emulator: fast and focused (the mutation run of providers/vapi/client uses it).
+End-to-end behaviour through the CLI is in test_vapi.py.
+
+Lost replies are made deterministic by `Lossy`, a small emulator subclass that
+loses the reply of one chosen request, before or after it is applied."""
+from __future__ import annotations
+
+import copy
+from typing import Any, Callable, Iterator
+
+import pytest
+
+from convai_sync.emulator.base import Reply, Request
+from convai_sync.errors import ApiError, ConvaiSyncError
+from convai_sync.plan import Change, Phase
+from convai_sync.providers.base import Desired, DesiredConsumer, DesiredModel
+from convai_sync.providers.vapi.client import VapiClient
+from convai_sync.providers.vapi.emulator import VapiEmulator
+from convai_sync.retry import RetryPolicy
+from convai_sync.secrets import Secret
+
+KEY = "vapi-client-test-key-5510"
+FAST = RetryPolicy(max_attempts=4, base_delay=0.001, max_delay=0.005, max_total=2.0)
+GW = "6f1d2c3b-4a5e-4f60-8a71-92b3c4d5e6f7"
+VL = "7a2e3d4c-5b6f-4071-9b82-a3c4d5e6f708"
+OA = "8b3f4e5d-6c70-4182-8c93-b4d5e6f70819"
+MARA = "3f6c2b9e-1d7a-4c55-9a0e-5b2f8e6d4c11"
+OREN = "8b1d4e7a-2c3f-4e9b-8d6a-7f0e1c2b3a45"
+PELL = "c9e2a5d8-4b6f-4a1c-9e3d-2f7b8a6c5d90"
+ILA = "1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d"
+GW_URL, VL_URL = "https://gw.example.test/v1", "https://vllm.example.test/v1"
+K_NEW = "sk-vapi-client-new-8f21c0"
+
+
+def custom(url: str = GW_URL, model: str = "gpt-4o-mini", temperature: Any = 0.4, **extra: Any) -> dict:
+    return {"provider": "custom-llm", "url": url, "model": model, "temperature": temperature,
+            "messages": [{"role": "system", "content": "Be brief."}], **extra}
+
+
+def seed() -> dict:
+    return {
+        "credentials": [{"id": GW, "name": "gateway", "provider": "custom-llm", "apiKey": "sk-v-gw-1"},
+                        {"id": VL, "name": "vllm", "provider": "custom-llm", "apiKey": "sk-v-vl-2"},
+                        {"id": OA, "name": "openai-main", "provider": "openai", "apiKey": "sk-v-oa-3"}],
+        "assistants": [
+            {"id": MARA, "name": "Captain Mara", "credentialIds": [GW, OA], "model": custom()},
+            {"id": OREN, "name": "Archivist Oren", "model": custom(VL_URL, "llama", 0.9)},
+            {"id": PELL, "name": "Trickster Pell", "credentialIds": [GW, VL], "model": custom(VL_URL, "mix", 1)},
+            {"id": ILA, "name": "Guide Ila", "credentialIds": [OA],
+             "model": {"provider": "openai", "model": "gpt-4o", "temperature": 0.7}},
+        ]}
+
+
+class Lossy(VapiEmulator):
+    """Loses the reply of chosen requests: "before" (never ran) or "after" (applied, reply lost)."""
+
+    def __init__(self, *a: Any, **kw: Any):
+        super().__init__(*a, **kw)
+        self.plan: list[tuple[str, str, str, int]] = []
+
+    def lose(self, method: str, path: str, when: str, status: int = 502) -> None:
+        self.plan.append((method, path, when, status))
+
+    def handle(self, request: Request) -> Reply:
+        for i, (method, path, when, status) in enumerate(self.plan):
+            if request.method == method and request.path == path:
+                del self.plan[i]
+                committed = super().handle(request).committed if when == "after" else False
+                return Reply(status, {"message": "lost", "error": "Bad Gateway"}, committed=committed)
+        return super().handle(request)
+
+
+@pytest.fixture
+def start(serve: Callable[[Any], Any]) -> Iterator[Callable[..., tuple[Lossy, VapiClient]]]:
+    clients: list[VapiClient] = []
+
+    def make(account: dict | None = None, key: str = KEY, **kw: Any) -> tuple[Lossy, VapiClient]:
+        emu = serve(Lossy(api_key=KEY, seed=account if account is not None else seed()))
+        client = VapiClient(emu.url, key, parallelism=4, retry=FAST, **kw)
+        clients.append(client)
+        return emu, client
+
+    yield make
+    for c in clients:
+        c.close()
+
+
+def model(name: str, url: str = GW_URL, upstream: str = "gpt-4o-mini") -> tuple[DesiredModel, dict]:
+    return DesiredModel(name, {}, ("VAPI_KEY",), f"vapi.yaml:{len(name)}"), {"url": url, "model": upstream}
+
+
+def desired(models: list[tuple[DesiredModel, dict]], consumers: dict[str, str] | None = None,
+            prune: bool = False) -> Desired:
+    return Desired("vapi", [m for m, _ in models],
+                   [DesiredConsumer(aid, m, {}, "vapi.yaml:9") for aid, m in (consumers or {}).items()],
+                   prune=prune, implied={m.name: implied for m, implied in models}, variant="vapi")
+
+
+def change(action: str, ident: str, after: dict | None = None, fields: tuple[str, ...] = (),
+           resource: str = "model", name: str | None = None) -> Change:
+    return Change(resource, ident, action, Phase.UPDATE, None, after, fields, name=name)
+
+
+def fail(fn: Callable[[], Any], error: type = ApiError) -> str:
+    with pytest.raises(error) as e:
+        fn()
+    return str(e.value)
+
+
+def writes(emu: VapiEmulator, path: str) -> int:
+    return len([r for r in emu.writes() if r.path == path])
+
+
+# -- reading ---------------------------------------------------------------------------------
+
+
+def test_ping_counts_only_custom_llm_credentials(start: Callable) -> None:
+    emu, client = start()
+    assert client.ping() == "2 custom-llm credential(s)"
+    assert client.capabilities().platform == "vapi"
+
+
+def test_read_state_reads_credentials_and_custom_llm_assistants(start: Callable) -> None:
+    emu, client = start()
+    d = desired([model("gateway"), model("vllm", VL_URL, "llama")], {MARA: "gateway"})
+    live = client.read_state("vapi", d)
+    assert (live.platform, live.dialect, live.requests) == ("vapi", "vapi", 2)
+    assert {n: m.fields for n, m in live.models.items()} == {"gateway": {}, "vllm": {}}
+    assert {a: (c.model, c.name, c.fields) for a, c in live.consumers.items()} == {
+        MARA: ("gateway", "Captain Mara", {"url": GW_URL, "model": "gpt-4o-mini", "temperature": 0.4}),
+        OREN: (None, "Archivist Oren", {"url": VL_URL, "model": "llama", "temperature": 0.9}),
+        PELL: ("gateway", "Trickster Pell", {"url": VL_URL, "model": "mix", "temperature": 1.0})}
+    assert live.warnings == [
+        f"assistants that pin several custom-llm credentials, so which one Vapi uses is undefined "
+        f"(declare them in the manifest to pin exactly one): 'Trickster Pell' ({PELL}) (gateway, vllm)",
+        f"assistants that run a custom LLM but pin no credential, so Vapi picks one by an "
+        f"undocumented rule (declare them in the manifest to pin one): 'Archivist Oren' ({OREN})"]
+    assert client.memo() == {"ids": {"gateway": GW, "vllm": VL}, "baselines": {MARA: {
+        "name": "Captain Mara", "model": {"messages": [{"role": "system", "content": "Be brief."}]},
+        "isServerUrlSecretSet": False}}}
+
+
+def test_an_undeclared_assistant_off_the_manifests_url_or_model_is_noted(start: Callable) -> None:
+    emu, client = start()
+    d = desired([model("gateway", GW_URL, "other-model"), model("vllm", VL_URL, "mix")])
+    live = client.read_state("vapi", d)
+    assert live.warnings[-1] == (
+        "assistants on a manifest credential with another url or model than the manifest's; they "
+        "are not in the manifest, so they are left as they are (declare them to manage them): "
+        f"'Captain Mara' ({MARA}) on 'gateway'")
+    d = desired([model("gateway", GW_URL, "gpt-4o-mini")])
+    assert not any("another url" in w for w in client.read_state("vapi", d).warnings)
+
+
+def test_many_noted_assistants_are_cut_to_ten_names(start: Callable) -> None:
+    account = seed()
+    ids = [f"00000000-0000-4000-8000-0000000000{i:02d}" for i in range(12)]
+    account["assistants"] = [{"id": a, "name": f"A{i:02d}", "model": custom()} for i, a in enumerate(ids)]
+    emu, client = start(account)
+    [warning] = client.read_state("vapi").warnings
+    assert warning.endswith(f"'A03' ({ids[3]}), 'A02' ({ids[2]}) and 2 more")  # newest first
+    assert warning.count("'A") == 10
+    account["assistants"] = account["assistants"][:10]
+    emu.load_seed(account)
+    [warning] = client.read_state("vapi").warnings
+    assert warning.count("'A") == 10 and "more" not in warning
+
+
+def test_unnamed_credentials_are_named_by_id_and_renamed_ones_warned(start: Callable) -> None:
+    account = seed()
+    account["credentials"][1].pop("name")
+    account["credentials"][0]["id"] = GW.upper()
+    account["assistants"] = []
+    emu, client = start(account)
+    live = client.read_state("vapi", None, {"ids": {"gateway": "99999999-9999-4999-8999-999999999999",
+                                                  VL: VL}})
+    assert set(live.models) == {"gateway", VL}
+    assert live.warnings == [
+        f"custom-llm credential {VL} has no name; it is named by its id",
+        "credential 'gateway' has a new id (99999999-9999-4999-8999-999999999999 -> "
+        f"{GW}): it was deleted and created again outside convai-sync, so its key may not be "
+        "the manifest's; bump api_key_version to send it again"]
+    assert client.memo() == {"ids": {"gateway": GW, VL: VL}, "baselines": {}}
+
+
+def test_two_credentials_of_one_name_are_refused(start: Callable) -> None:
+    account = seed()
+    account["credentials"][1]["name"] = "gateway"
+    emu, client = start(account)
+    assert fail(lambda: client.read_state("vapi")) == (
+        f"GET /credential (credential 'gateway') failed: HTTP 200: two custom-llm credentials are "
+        f"named 'gateway' ({VL} and {GW}); Vapi allows that, but convai-sync knows credentials by "
+        "name\n  nothing was written. Rename or delete one of them in the Vapi dashboard, then run again")
+
+
+def test_an_assistant_on_another_provider_pinning_a_custom_credential(start: Callable) -> None:
+    account = seed()
+    account["assistants"][3]["credentialIds"] = [OA, VL]
+    emu, client = start(account)
+    warning = (f"assistant 'Guide Ila' ({ILA}) does not run a custom LLM but pins custom-llm "
+               "credential 'vllm'")
+    live = client.read_state("vapi", desired([model("gateway")]))
+    assert warning + "; convai-sync leaves that pin alone" in live.warnings
+    assert warning + "; convai-sync leaves that pin alone" in client.read_state("vapi", desired(
+        [model("gateway"), model("vllm")], prune=True)).warnings
+    assert fail(lambda: client.read_state("vapi", desired([model("gateway")], prune=True)),
+                ConvaiSyncError) == (
+        "prune would delete credentials that assistants convai-sync does not manage still pin: "
+        + warning + ". Remove those pins in the Vapi dashboard, or list the credentials in the "
+        "manifest. Nothing was written")
+    assert warning + "; convai-sync leaves that pin alone" in client.read_state("vapi").warnings
+
+
+def test_a_declared_assistant_on_another_provider_is_refused(start: Callable) -> None:
+    emu, client = start()
+    assert fail(lambda: client.read_state("vapi", desired([model("gateway")], {ILA: "gateway"})),
+                ConvaiSyncError) == (
+        f"these assistants are in the manifest but do not run a custom LLM: 'Guide Ila' ({ILA}) "
+        "runs on provider 'openai'. convai-sync manages only custom-llm assistants: switch their "
+        "model to Custom LLM in the Vapi dashboard, or remove them from the manifest. Nothing was "
+        "written")
+
+
+def test_drift_outside_the_managed_fields_is_warned_from_the_baseline(start: Callable) -> None:
+    emu, client = start()
+    d = desired([model("gateway"), model("vllm", VL_URL, "mix")], {MARA: "gateway", PELL: "vllm"})
+    client.read_state("vapi", d)
+    memo = client.memo()
+    assert set(memo["baselines"]) == {MARA, PELL}
+    account = seed()
+    account["assistants"][0]["model"]["messages"][0]["content"] = "Be verbose."
+    account["assistants"][0]["model"]["temperature"] = 0.1  # managed: not drift
+    account["assistants"][2]["firstMessage"] = "Hello"
+    emu.load_seed(account)
+    live = client.read_state("vapi", d, memo)
+    assert live.warnings[-2:] == [
+        f"assistant 'Captain Mara' ({MARA}): model.messages[0].content changed outside convai-sync; "
+        "left alone",
+        f"assistant 'Trickster Pell' ({PELL}): firstMessage added outside convai-sync; left alone"]
+    # without a manifest, the assistants the last baseline covered are compared
+    live = client.read_state("vapi", None, {"baselines": {MARA: memo["baselines"][MARA]}})
+    assert [w for w in live.warnings if "outside" in w] == [live.warnings[-1]] and MARA in live.warnings[-1]
+    assert set(client.memo()["baselines"]) == {MARA}
+
+
+@pytest.mark.parametrize("body,said", [
+    ({"message": ["name must be a string", "apiKey is required"], "error": "Bad Request"},
+     "name must be a string; apiKey is required"),
+    ({"message": "assistant is pinned", "error": "assistant_pinned"}, "assistant is pinned [assistant_pinned]"),
+    ({"message": "no: assistant_pinned here", "error": "assistant_pinned"}, "no: assistant_pinned here"),
+    ({"message": [], "error": "Bad Request"}, "Bad Request"),
+    ({"message": 5, "error": "Bad Request"}, "Bad Request"),
+    ({"message": 5, "error": 6}, '{"message": 5, "error": 6}'),
+    (["x"], '["x"]'),
+])
+def test_vapis_error_messages_are_shown(start: Callable, body: Any, said: str) -> None:
+    emu, client = start()
+    emu.override("/credential", body, status=400)
+    assert fail(client.ping) == f"GET /credential (credential list) failed: HTTP 400: {said}"
+
+
+def test_a_refused_key_names_the_private_key(start: Callable) -> None:
+    emu, client = start(key="vapi-wrong-key")
+    assert fail(client.ping).endswith(
+        "\n  the account key was refused: set VAPI_API_KEY to your Vapi *private* API key "
+        "(Dashboard > Organization > API Keys; the public key is for client SDKs)")
+
+
+@pytest.mark.parametrize("status,hint", [
+    (404, "it no longer exists on Vapi (deleted since the plan was read?); run plan again"),
+    (409, "assistant_pinned: a squad pins this assistant (or one of its versions); unpin it in the "
+          "squad, then run apply again"),
+    (429, "Vapi kept rate-limiting; wait a little and run again, or lower --parallelism")])
+def test_errors_carry_vapis_hints(start: Callable, status: int, hint: str) -> None:
+    emu, client = start()
+    emu.override("/credential", {"message": "m", "error": "e"}, status=status)
+    assert fail(client.ping).endswith(f"\n  {hint}")
+
+
+def test_a_missing_key_or_a_bad_url_is_refused_before_any_request() -> None:
+    assert fail(lambda: VapiClient("http://127.0.0.1:9", ""), ConvaiSyncError) == \
+        "no account key: set VAPI_API_KEY to your Vapi API key"
+    assert fail(lambda: VapiClient("x", KEY), ConvaiSyncError) == (
+        "API URL 'x' is not an http(s) URL; set VAPI_API_URL or --api-url to e.g. https://api.vapi.ai")
+
+
+def test_the_timeout_is_the_clients(start: Callable) -> None:
+    emu, client = start(timeout=0.1)
+    client.http.retry = RetryPolicy(max_attempts=1, max_total=2.0)
+    emu.override("/credential", [], drip=1.0)
+    text = fail(client.ping)
+    assert "ReadTimeout" in text and "gave up after 1 attempts in 0s" in text
+
+
+# -- credentials -------------------------------------------------------------------------------
+
+
+def test_register_creates_the_credential_and_remembers_its_id(start: Callable) -> None:
+    emu, client = start()
+    client.read_state("vapi")
+    client.register(change("register", "fresh"), [Secret(K_NEW, "VAPI_KEY"), Secret("ignored-2", "X")])
+    assert emu.requests[-1].body == {"provider": "custom-llm", "name": "fresh", "apiKey": "(sensitive)"}
+    [cid] = [c for c, v in emu.credentials().items() if v.get("name") == "fresh"]
+    assert emu.credentials()[cid]["secret_api_key"] == K_NEW
+    assert client.memo()["ids"] == {"fresh": cid, "gateway": GW, "vllm": VL}
+    client.deregister(change("deregister", "fresh"))  # known by its id: deletable at once
+    assert cid not in emu.credentials()
+
+
+def test_a_register_whose_reply_was_lost_finds_its_credential(start: Callable) -> None:
+    emu, client = start()
+    client.read_state("vapi")
+    emu.lose("POST", "/credential", "after")
+    client.register(change("register", "fresh"), [Secret(K_NEW, "VAPI_KEY")])
+    [cid] = [c for c, v in emu.credentials().items() if v.get("name") == "fresh"]
+    assert writes(emu, "/credential") == 1 and client.memo()["ids"]["fresh"] == cid
+
+
+def test_a_register_lost_before_it_ran_is_sent_again(start: Callable) -> None:
+    emu, client = start()
+    client.read_state("vapi")
+    emu.lose("POST", "/credential", "before")
+    client.register(change("register", "fresh"), [Secret(K_NEW, "VAPI_KEY")])
+    assert writes(emu, "/credential") == 1
+    assert [v["name"] for v in emu.credentials().values()].count("fresh") == 1
+
+
+def test_a_register_reply_without_an_id_is_looked_up_or_refused(start: Callable) -> None:
+    emu, client = start()
+    client.read_state("vapi")
+    emu.override("/credential", {"id": 5})  # answers the POST and the lookup's GET alike
+    text = fail(lambda: client.register(change("register", "fresh"), [Secret(K_NEW, "VAPI_KEY")]))
+    assert text.startswith("GET /credential (credential list) failed: HTTP 200: unexpected reply shape (not a list)")
+    emu.override("/credential", [{"id": VL.upper(), "name": "fresh", "provider": "custom-llm"}])
+    client.register(change("register", "fresh"), [Secret(K_NEW, "VAPI_KEY")])
+    assert client.memo()["ids"]["fresh"] == VL
+    emu.override("/credential", [{"id": VL, "name": "fresh", "provider": "openai"}])
+    assert fail(lambda: client.register(change("register", "other"), [Secret(K_NEW, "VAPI_KEY")])) == (
+        "POST /credential (credential 'other') failed: no response: the credential was created but "
+        "its id could not be read back\n  run plan again: it will show the credential as live")
+
+
+def test_update_rotates_the_key_in_place_and_nothing_else(start: Callable) -> None:
+    emu, client = start()
+    client.read_state("vapi")
+    sent = client.requests
+    client.update(change("update", "gateway"), None)
+    client.update(change("update", "gateway"), [])
+    assert client.requests == sent  # nothing to send without a key
+    client.update(change("update", "gateway"), [Secret(K_NEW, "VAPI_KEY")])
+    assert emu.requests[-1].path == f"/credential/{GW}"
+    assert emu.requests[-1].body == {"provider": "custom-llm", "apiKey": "(sensitive)"}
+    assert emu.credentials()[GW]["secret_api_key"] == K_NEW
+
+
+def test_a_credential_unknown_to_this_run_is_refused(start: Callable) -> None:
+    emu, client = start()
+    client.read_state("vapi")
+    assert fail(lambda: client.update(change("update", "nope"), [Secret(K_NEW, "VAPI_KEY")]),
+                ConvaiSyncError) == ("credential 'nope' is not in the account as this run read it; "
+                                     "run plan again. Nothing was written for it")
+
+
+def test_replace_is_never_planned_for_vapi(start: Callable) -> None:
+    emu, client = start()
+    assert fail(lambda: client.replace(change("replace", "gateway"), []), ConvaiSyncError) == (
+        "credential 'gateway': Vapi never needs a replace (everything about a credential can be "
+        "updated); this plan was not made for Vapi. Run plan again")
+
+
+def test_deregister_refuses_a_credential_an_assistant_still_pins(start: Callable) -> None:
+    emu, client = start()
+    client.read_state("vapi")
+    assert fail(lambda: client.deregister(change("deregister", "vllm")), ConvaiSyncError) == (
+        f"DELETE /credential/{VL} (credential 'vllm') was not sent: assistant(s) 'Trickster Pell' "
+        f"({PELL}) still pin it, and deleting it would leave them pinned to a missing credential. "
+        "Remove the pin in the Vapi dashboard (or declare them in the manifest), then run apply again")
+    assert VL in emu.credentials()
+
+
+@pytest.mark.parametrize("when", ["before", "after", None])
+def test_deregister_deletes_once_and_forgets(start: Callable, when: str | None) -> None:
+    account = seed()
+    account["assistants"] = []
+    emu, client = start(account)
+    client.read_state("vapi")
+    if when:
+        emu.lose("DELETE", f"/credential/{VL}", when)
+    client.deregister(change("deregister", "vllm"))
+    assert VL not in emu.credentials() and writes(emu, f"/credential/{VL}") == 1
+    assert client.memo()["ids"] == {"gateway": GW}
+    assert fail(lambda: client.deregister(change("deregister", "vllm")), ConvaiSyncError).startswith(
+        "credential 'vllm' is not in the account")
+
+
+def test_a_deregister_check_that_cannot_read_the_credential_fails(start: Callable) -> None:
+    account = seed()
+    account["assistants"] = []
+    emu, client = start(account)
+    client.read_state("vapi")
+    emu.lose("DELETE", f"/credential/{VL}", "before")
+    emu.lose("GET", f"/credential/{VL}", "before", status=403)
+    assert fail(lambda: client.deregister(change("deregister", "vllm"))) == (
+        f"GET /credential/{VL} (credential) failed: HTTP 403: lost")
+    assert VL in emu.credentials()
+
+
+# -- assistants --------------------------------------------------------------------------------
+
+
+def bind_change(aid: str, after: dict, fields: tuple[str, ...], name: str | None = None) -> Change:
+    return change("update", aid, after, fields, resource="consumer", name=name)
+
+
+def test_bind_pins_one_credential_and_sends_the_whole_model(start: Callable) -> None:
+    emu, client = start()
+    client.read_state("vapi")
+    before = emu.assistants()[MARA]
+    after = {"credential": "vllm", "url": VL_URL, "model": "llama", "temperature": None}
+    client.bind(bind_change(MARA, after, ("credential", "url", "model", "temperature")))
+    now = emu.assistants()[MARA]
+    assert now["credentialIds"] == [OA, VL]  # the other provider's pin stays
+    expected = {**before["model"], "url": VL_URL, "model": "llama"}  # a None is not sent
+    assert now["model"] == expected
+    assert emu.requests[-1].body == {"model": expected, "credentialIds": [OA, VL]}
+    assert client.memo()["baselines"] == {}  # nothing declared: no baseline
+
+
+def test_bind_of_only_the_temperature_leaves_the_pins(start: Callable) -> None:
+    emu, client = start()
+    client.read_state("vapi", desired([model("gateway")], {MARA: "gateway"}))
+    client.bind(bind_change(MARA, {"credential": "gateway", "temperature": 1.5, "url": "ignored"},
+                            ("temperature",)))
+    assert emu.requests[-1].body == {"model": {**custom(), "temperature": 1.5}}
+    assert emu.assistants()[MARA]["credentialIds"] == [GW, OA]
+    assert client.memo()["baselines"][MARA]["model"] == {"messages": custom()["messages"]}
+
+
+def test_bind_of_an_assistant_with_several_pins_sends_exactly_one(start: Callable) -> None:
+    emu, client = start()
+    client.read_state("vapi")
+    client.bind(bind_change(PELL, {"credential": "vllm", "temperature": 0.2}, ("temperature",)))
+    assert emu.assistants()[PELL]["credentialIds"] == [VL]
+    assert emu.assistants()[PELL]["model"]["temperature"] == 0.2
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_a_bind_with_a_lost_reply_lands_once(start: Callable, when: str) -> None:
+    emu, client = start()
+    client.read_state("vapi", desired([model("vllm")], {MARA: "vllm"}))
+    emu.lose("PATCH", f"/assistant/{MARA}", when)
+    client.bind(bind_change(MARA, {"credential": "vllm", "temperature": 0.2}, ("credential", "temperature")))
+    now = emu.assistants()[MARA]
+    assert now["credentialIds"] == [OA, VL] and now["model"]["temperature"] == 0.2
+    assert writes(emu, f"/assistant/{MARA}") == 1
+    # what the client keeps is the assistant as it now is: the next baseline
+    assert client.memo()["baselines"][MARA]["name"] == "Captain Mara"
+
+
+def test_a_bind_lost_before_it_ran_is_not_taken_for_landed_by_its_pins(start: Callable) -> None:
+    emu, client = start()
+    client.read_state("vapi")
+    emu.lose("PATCH", f"/assistant/{OREN}", "before")
+    client.bind(bind_change(OREN, {"credential": "vllm", "url": VL_URL, "model": "llama"},
+                            ("credential",)))  # the model object already matches: only the pin differs
+    assert emu.assistants()[OREN]["credentialIds"] == [VL]
+
+
+def test_bind_refuses_an_assistant_that_left_custom_llm(start: Callable) -> None:
+    emu, client = start()
+    client.read_state("vapi")
+    account = seed()
+    account["assistants"][0]["model"] = {"provider": "openai", "model": "gpt-4o"}
+    emu.load_seed(account)
+    assert fail(lambda: client.bind(bind_change(MARA, {"credential": "vllm"}, ("credential",))),
+                ConvaiSyncError) == (
+        f"assistant 'Captain Mara' ({MARA}) no longer runs a custom LLM (its provider is now "
+        "'openai'); it changed since the plan: run plan again. Nothing was written")
+    account["assistants"][0].pop("model")
+    emu.load_seed(account)
+    assert "(its provider is now None)" in fail(
+        lambda: client.bind(bind_change(MARA, {"credential": "vllm"}, ("credential",))), ConvaiSyncError)
+
+
+@pytest.mark.parametrize("reply", [["not", "an", "object"], {"id": 5}, {"name": "no id"}])
+def test_bind_refuses_a_malformed_assistant(start: Callable, reply: Any) -> None:
+    emu, client = start()
+    client.read_state("vapi")
+    emu.override(f"/assistant/{MARA}", reply)
+    assert fail(lambda: client.bind(bind_change(MARA, {"credential": "vllm"}, ("credential",),
+                                                name="Captain Mara"))) == (
+        f"GET /assistant/{MARA} (assistant 'Captain Mara' ({MARA})) failed: HTTP 200: unexpected reply "
+        "shape\n  the API may have changed; please report this")
+    assert fail(lambda: client.bind(bind_change(MARA, {"credential": "vllm"}, ("credential",)))).startswith(
+        f"GET /assistant/{MARA} (assistant '{MARA}') failed: HTTP 200: unexpected reply shape")
+
+
+def test_an_assistant_id_in_upper_case_is_kept_in_lower_case(start: Callable) -> None:
+    emu, client = start()
+    client.read_state("vapi", desired([model("gateway")], {MARA: "gateway"}))
+    live = emu.assistants()[MARA]
+    emu.override(f"/assistant/{MARA}", {**live, "id": MARA.upper()})
+    client.bind(bind_change(MARA, {"credential": "gateway", "temperature": 0.3}, ("temperature",)))
+    assert list(client.memo()["baselines"]) == [MARA]
+
+
+def test_finish_has_nothing_to_tidy(start: Callable) -> None:
+    emu, client = start()
+    assert client.finish() == [] and client.requests == 0
