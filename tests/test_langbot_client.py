@@ -10,6 +10,7 @@ it is applied), `Gate` holds each model write until a second one is in flight
 from __future__ import annotations
 
 import threading
+import uuid as uuidlib
 from typing import Any, Callable, Iterator
 
 import pytest
@@ -40,27 +41,30 @@ class Lossy(LangBotEmulator):
 
     def __init__(self, *a: Any, **kw: Any):
         super().__init__(*a, **kw)
-        self.plan: list[tuple[str, str, str]] = []  # (method, path prefix, before|after)
+        self.plan: list[tuple[str, str, str, int]] = []  # (method, path prefix, before|after, status)
 
-    def lose(self, method: str, prefix: str, when: str) -> None:
-        self.plan.append((method, prefix, when))
+    def lose(self, method: str, prefix: str, when: str, status: int = 502) -> None:
+        self.plan.append((method, prefix, when, status))
 
     def handle(self, request: Request) -> Reply:
-        for i, (method, prefix, when) in enumerate(self.plan):
+        for i, (method, prefix, when, status) in enumerate(self.plan):
             if request.method == method and request.path.startswith(prefix):
                 del self.plan[i]
+                if when == "pass":  # this one goes through: the next entry is for a later request
+                    return super().handle(request)
                 committed = False
                 if when == "after":
                     committed = super().handle(request).committed
-                return Reply(502, {"code": -1, "msg": "lost"}, committed=committed)
+                return Reply(status, {"code": -1, "msg": "lost"}, committed=committed)
         return super().handle(request)
 
 
 class Gate(LangBotEmulator):
-    """Each POST or PUT of a model waits (outside the emulator's lock) until two
+    """Each POST or PUT of a model waits (outside the emulator's lock) until `target`
     have been in flight at once or `wait` seconds pass; `peak` is the most in flight."""
 
     wait = 0.06  # long enough for a second write to arrive when nothing holds it back
+    target = 2
 
     def __init__(self, *a: Any, **kw: Any):
         super().__init__(*a, **kw)
@@ -74,7 +78,7 @@ class Gate(LangBotEmulator):
             self.inflight += 1
             self.peak = max(self.peak, self.inflight)
             self.cv.notify_all()
-            self.cv.wait_for(lambda: self.peak >= 2, timeout=self.wait)
+            self.cv.wait_for(lambda: self.peak >= self.target, timeout=self.wait)
         try:
             return super().serve(method, target, headers, raw)
         finally:
@@ -248,14 +252,17 @@ def test_a_pipeline_list_without_its_list_is_refused(start: Callable) -> None:
 def test_a_paged_or_malformed_model_list_is_refused(start: Callable) -> None:
     emu, client = start()
     emu.override(MODELS, {"code": 0, "msg": "ok", "data": {"models": [], "total": 3}})
-    assert "'total': 3, but lists 0" in fail(client.ping)
+    assert fail(client.ping).startswith(f"GET {MODELS} (model list) failed: HTTP 200: the reply "
+                                        "says 'total': 3, but lists 0")
     emu.override(MODELS, {"code": 0, "msg": "ok", "data": {"models": [{"name": "x"}]}})
-    assert "item 0 has no uuid string (got None)" in fail(client.ping)
+    assert fail(client.ping).startswith(f"GET {MODELS} (model list) failed: HTTP 200: item 0 has "
+                                        "no uuid string (got None)")
     emu.override(MODELS, {"code": 0, "msg": "ok", "data": {"models": [{"uuid": "u1", "name": 5}]}})
     assert "item 0 ('u1') has a name that is not text (int)" in fail(client.ping)
 
 
-@pytest.mark.parametrize("item", [{"uuid": "u-1", "name": None}, {"uuid": "u-1"}])
+@pytest.mark.parametrize("item", [{"uuid": "u-1", "name": None}, {"uuid": "u-1"},
+                                  {"uuid": "u-1", "name": None, "NAME": "x", "XXnameXX": "y"}])
 def test_a_model_without_a_name_is_refused(start: Callable, item: dict) -> None:
     emu, client = start()
     emu.override(MODELS, {"code": 0, "msg": "ok", "data": {"models": [item]}})
@@ -732,3 +739,150 @@ def test_registers_of_one_name_and_base_url_run_one_after_the_other(
     run_together(reg(client, "a", "qa", GATEWAY, K_GATEWAY),
                  reg(client, "b", second[0], second[1], keys[second[1]]))
     assert emu.peak == (2 if together else 1)
+
+
+# -- what the mutation run found untested ----------------------------------------------------
+
+
+def test_every_key_langbot_returns_is_known_to_the_scrubber(start: Callable) -> None:
+    # fresh values on every run: a value remembered by an earlier run in this process must not count
+    listed, single = f"sk-lbc-listed-{uuidlib.uuid4().hex}", f"sk-lbc-single-{uuidlib.uuid4().hex}"
+    emu, client = start()
+    emu.override(MODELS, {"code": 0, "msg": "ok", "data": {"models": [
+        {"uuid": TURBO, "name": "a", "provider": {"requester": REQ, "base_url": GATEWAY,
+                                                  "api_keys": ["short", listed]}},
+        {"uuid": LLAMA, "name": "b", "provider": {"api_keys": single}}]}})
+    assert listed in scrub(listed) and single in scrub(single)  # not known before the read
+    client.read_state("langbot")
+    assert scrub(f"{listed} {single}") == f"{SENSITIVE} {SENSITIVE}"
+
+
+def test_each_read_counts_its_own_requests(start: Callable) -> None:
+    emu, client = start()
+    assert client.read_state("langbot").requests == 2
+    assert client.read_state("langbot").requests == 2
+
+
+def test_a_pipeline_on_an_empty_model_reference_is_on_no_model(start: Callable) -> None:
+    emu, client = start()
+    config = emu.pipelines()[MARA]["config"]
+    config["ai"]["runner_config"]["plugin:langbot-team/LocalAgent/default"]["model"]["primary"] = ""
+    emu.override(PIPELINES, {"code": 0, "msg": "ok", "data": {"pipelines": [
+        {"uuid": MARA, "name": "Captain Mara", "config": config}]}})
+    assert client.read_state("langbot").consumers[MARA].model is None
+
+
+def test_a_base_url_keeps_its_last_character_unless_it_is_a_slash(start: Callable) -> None:
+    seed = {"models": [model("m", "http://127.0.0.1:9/X/", ["k"], uuid=TURBO)], "pipelines": []}
+    emu, client = start(seed)
+    live = client.read_state("langbot", desired(spec("m", "m", "http://127.0.0.1:9/X")))
+    assert live.models["m"].fields["base_url"] == "http://127.0.0.1:9/X"
+
+
+def test_a_fresh_client_needs_no_read_before_its_first_write(start: Callable) -> None:
+    emu, client = start()
+    assert client.memo() == {} and client.finish() == [] and client.requests == 0
+    assert fail(lambda: client.update(change("update", "turbo", {"context_length": 1}, ("context_length",)),
+                                      None), ConvaiSyncError).startswith("model 'turbo': no LangBot uuid")
+    client.register(change("register", "fresh", {"name": "qwen", "requester": REQ, "base_url": GATEWAY}),
+                    secrets(K_NEW))
+    [made] = [u for u, m in emu.models().items() if m["name"] == "qwen"]
+    client.update(change("update", "fresh", {"name": "qwen", "requester": REQ, "base_url": VLLM},
+                         ("base_url",)), secrets(K_NEW))
+    assert emu.providers()[emu.models()[made]["provider_uuid"]]["base_url"] == VLLM
+
+
+def test_a_provider_change_of_a_model_made_this_run_leaves_nothing_to_tidy(start: Callable) -> None:
+    emu, client = start()
+    client.read_state("langbot", desired(spec("fresh", "qwen", GATEWAY)))
+    client.register(change("register", "fresh", {"name": "qwen", "requester": REQ, "base_url": GATEWAY}),
+                    secrets(K_NEW))
+    client.update(change("update", "fresh", {"name": "qwen", "requester": REQ, "base_url": VLLM},
+                         ("base_url",)), secrets(K_NEW))
+    sent = client.requests
+    assert client.finish() == [] and client.requests == sent
+
+
+def test_the_default_client_waits_30_s_and_sends_8_at_once(serve: Callable[[Any], Any]) -> None:
+    emu = serve(Gate(api_key=KEY, seed=DEMO))
+    emu.target = 9
+    with LangBotClient(emu.url, KEY) as client:
+        assert client.http.timeout == 30.0
+        client.read_state("langbot", demo_desired())
+        one = change("update", "turbo", {"context_length": 7}, ("context_length",))
+        run_together(*[lambda: client.update(one, None)] * 9)
+    assert emu.peak == 8
+
+
+def test_the_client_sends_no_more_than_its_parallelism_at_once(start: Callable) -> None:
+    emu, client = start(cls=Gate, parallelism=2)
+    emu.target = 3
+    client.read_state("langbot", demo_desired())
+    one = change("update", "turbo", {"context_length": 7}, ("context_length",))
+    run_together(*[lambda: client.update(one, None)] * 3)
+    assert emu.peak == 2
+
+
+OTHER = "http://127.0.0.1:9/other/v1"
+
+
+@pytest.mark.parametrize("requester,base_url,key", [
+    ("anthropic-messages", GATEWAY, K_GATEWAY), (REQ, OTHER, K_GATEWAY), (REQ, GATEWAY, K_NEW),
+    (REQ, GATEWAY + "X", K_GATEWAY)])
+def test_a_provider_differing_in_any_part_is_new(start: Callable, requester: str, base_url: str,
+                                                  key: str) -> None:
+    emu, client = start(cls=Gate)
+    client.read_state("langbot", demo_desired())  # (REQ, GATEWAY, [K_GATEWAY]) is known
+
+    def write(name: str) -> Callable[[], None]:
+        after = {"name": name, "requester": requester, "base_url": base_url}
+        return lambda: client.register(change("register", name, after), secrets(key))
+
+    run_together(write("qa"), write("qb"))
+    assert emu.peak == 1
+
+
+def test_first_writes_for_two_different_new_providers_run_together(start: Callable) -> None:
+    emu, client = start(cls=Gate)
+    emu.wait = 2.0
+    client.read_state("langbot", demo_desired())
+    run_together(reg(client, "a", "qa", OTHER, "k-one"), reg(client, "b", "qb", OTHER, "k-two"))
+    assert emu.peak == 2
+
+
+FAILED = "failed: HTTP 400: lost"
+
+
+@pytest.mark.parametrize("method,path,lost_first,expected", [
+    ("POST", MODELS, False, f"POST {MODELS} (model 'fresh') {FAILED}"),
+    ("DELETE", f"{MODELS}/{LLAMA}", False, f"DELETE {MODELS}/{LLAMA} (model 'llama') {FAILED}"),
+    ("GET", f"{PIPELINES}/{OREN}", False, f"GET {PIPELINES}/{OREN} (pipeline '{OREN}') {FAILED}"),
+    ("PUT", f"{PIPELINES}/{OREN}", False, f"PUT {PIPELINES}/{OREN} (pipeline '{OREN}') {FAILED}"),
+    ("GET", f"{PIPELINES}/{OREN}", True, f"GET {PIPELINES}/{OREN} (pipeline '{OREN}') {FAILED}"),
+])
+def test_a_refused_write_names_the_call_and_the_object(start: Callable, method: str, path: str,
+                                                        lost_first: bool, expected: str) -> None:
+    emu, client = start()
+    client.read_state("langbot", demo_desired())
+    if lost_first:  # the bind's read passes, its PUT is lost, then the check's read is refused
+        emu.lose("GET", path, "pass")
+        emu.lose("PUT", path, "before")
+    emu.lose(method, path, "before", status=400)
+    jobs = {"POST": lambda: client.register(change("register", "fresh", {"name": "q", "requester": REQ,
+                                                                          "base_url": GATEWAY}), secrets(K_NEW)),
+            "DELETE": lambda: client.deregister(change("deregister", "llama"))}
+    job = jobs.get(method, lambda: client.bind(change("update", OREN, {"model": "turbo"}, resource="consumer")))
+    assert fail(job) == expected
+
+
+@pytest.mark.parametrize("method,path,expected", [
+    ("GET", PROVIDERS, f"GET {PROVIDERS} (provider list) {FAILED}"),
+    ("DELETE", PROVIDERS + "/", f"DELETE {PROVIDERS}/{{p}} (provider '{{p}}') {FAILED}")])
+def test_a_refused_tidy_names_the_call_and_the_provider(start: Callable, method: str, path: str,
+                                                         expected: str) -> None:
+    emu, client = start()
+    client.read_state("langbot", demo_desired())
+    p = emu.models()[LLAMA]["provider_uuid"]
+    client.deregister(change("deregister", "llama"))
+    emu.lose(method, path, "before", status=400)
+    assert fail(client.finish) == expected.format(p=p)
