@@ -508,3 +508,56 @@ def test_an_assistant_id_in_upper_case_is_kept_in_lower_case(start: Callable) ->
 def test_finish_has_nothing_to_tidy(start: Callable) -> None:
     emu, client = start()
     assert client.finish() == [] and client.requests == 0
+
+
+# -- more of what a mutation run would find untested ------------------------------------------
+
+
+def test_the_default_client_waits_30_s_and_sends_8_at_once(start: Callable) -> None:
+    emu, _ = start()
+    with VapiClient(emu.url, KEY) as client:
+        assert (client.http.timeout, client.parallelism, client.limit.maximum) == (30.0, 8, 8)
+
+
+def test_a_credential_with_an_empty_name_is_named_by_its_id(start: Callable) -> None:
+    emu, client = start()
+    emu.override("/credential", [{"id": GW, "name": "", "provider": "custom-llm"}])
+    live = client.read_state("vapi")
+    assert set(live.models) == {GW} and f"custom-llm credential {GW} has no name; it is named by its id" \
+        in live.warnings
+
+
+def test_a_declared_assistant_is_not_noted_and_is_reported_on_a_credential_to_move_off(
+        start: Callable) -> None:
+    emu, client = start()
+    live = client.read_state("vapi", desired([model("gateway")], {PELL: "gateway", OREN: "gateway"}))
+    assert live.warnings == []
+    assert live.consumers[PELL].model == "vllm"  # not its target: so the plan rebinds it to one
+    live = client.read_state("vapi", desired([model("vllm")]))
+    assert live.consumers[PELL].model == "gateway"  # undeclared: the one the manifest drops
+
+
+def test_an_assistant_pinning_only_a_missing_or_foreign_credential_is_not_noted(start: Callable) -> None:
+    account = seed()
+    missing = "99999999-9999-4999-8999-999999999999"
+    account["assistants"] = [
+        {"id": MARA, "name": "Captain Mara", "credentialIds": [missing], "model": custom()},
+        {"id": OREN, "name": "Archivist Oren", "credentialIds": [OA], "model": custom()}]
+    emu, client = start(account)
+    live = client.read_state("vapi", desired([model("gateway")]))
+    assert live.warnings == []
+    assert (live.consumers[MARA].model, live.consumers[OREN].model) == (missing, None)
+
+
+def test_a_baselined_assistant_that_left_custom_llm_is_not_compared(start: Callable) -> None:
+    emu, client = start()
+    d = desired([model("gateway")], {MARA: "gateway"})
+    client.read_state("vapi", d)
+    memo = client.memo()
+    account = seed()
+    account["assistants"][0]["model"] = {"provider": "openai", "model": "gpt-4o"}
+    account["assistants"][0]["firstMessage"] = "changed"
+    emu.load_seed(account)
+    live = client.read_state("vapi", None, memo)
+    assert not any("outside convai-sync" in w for w in live.warnings)
+    assert client.memo()["baselines"] == {}
