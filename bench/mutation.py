@@ -51,6 +51,7 @@ CORE: dict[str, list[str]] = {
     # the end-to-end files (test_langbot.py, the properties) take 10-60 s each: too slow per mutant
     "providers/langbot/client": ["test_langbot_client.py"],
     "providers/vapi/client": ["test_vapi_client.py"],  # test_vapi.py and the properties: as above
+    "providers/vapi/reads": ["test_vapi_reads.py", "test_vapi_client.py"],
 }
 KILLED, SURVIVED, TIMEOUT, NO_TESTS = "killed", "survived", "timeout", "no tests"
 NOT_CHECKED = "not checked"
