@@ -6,15 +6,17 @@ Lost replies are made deterministic by `Lossy`, a small emulator subclass that
 loses the reply of one chosen request, before or after it is applied."""
 from __future__ import annotations
 
-import copy
+import threading
 from typing import Any, Callable, Iterator
 
+import httpx
 import pytest
 
 from convai_sync.emulator.base import Reply, Request
 from convai_sync.errors import ApiError, ConvaiSyncError
 from convai_sync.plan import Change, Phase
 from convai_sync.providers.base import Desired, DesiredConsumer, DesiredModel
+from convai_sync.providers.vapi import reads
 from convai_sync.providers.vapi.client import VapiClient
 from convai_sync.providers.vapi.emulator import VapiEmulator
 from convai_sync.retry import RetryPolicy
@@ -57,15 +59,19 @@ class Lossy(VapiEmulator):
 
     def __init__(self, *a: Any, **kw: Any):
         super().__init__(*a, **kw)
-        self.plan: list[tuple[str, str, str, int]] = []
+        self.plan: list[tuple[str, str, str, int, Any]] = []
 
-    def lose(self, method: str, path: str, when: str, status: int = 502) -> None:
-        self.plan.append((method, path, when, status))
+    def lose(self, method: str, path: str, when: str, status: int = 502, body: Any = None) -> None:
+        self.plan.append((method, path, when, status, body))
 
     def handle(self, request: Request) -> Reply:
-        for i, (method, path, when, status) in enumerate(self.plan):
+        for i, (method, path, when, status, body) in enumerate(self.plan):
             if request.method == method and request.path == path:
                 del self.plan[i]
+                if when == "pass":  # this one goes through: the next entry is for a later request
+                    return super().handle(request)
+                if when == "reply":  # applied, and answered with `body` instead
+                    return Reply(200, body, committed=super().handle(request).committed)
                 committed = super().handle(request).committed if when == "after" else False
                 return Reply(status, {"message": "lost", "error": "Bad Gateway"}, committed=committed)
         return super().handle(request)
@@ -561,3 +567,184 @@ def test_a_baselined_assistant_that_left_custom_llm_is_not_compared(start: Calla
     live = client.read_state("vapi", None, memo)
     assert not any("outside convai-sync" in w for w in live.warnings)
     assert client.memo()["baselines"] == {}
+
+
+# -- what the mutation run found untested ----------------------------------------------------
+
+
+class Gate(Lossy):
+    """Each PATCH of a credential waits (outside the emulator's lock) until `target`
+    are in flight at once or 0.06 s pass; `peak` is the most in flight."""
+
+    target = 3
+
+    def __init__(self, *a: Any, **kw: Any):
+        super().__init__(*a, **kw)
+        self.cv = threading.Condition()
+        self.inflight = self.peak = 0
+
+    def serve(self, method: str, target: str, headers: Any, raw: bytes) -> Any:
+        if method != "PATCH" or not target.startswith("/credential/"):
+            return super().serve(method, target, headers, raw)
+        with self.cv:
+            self.inflight += 1
+            self.peak = max(self.peak, self.inflight)
+            self.cv.notify_all()
+            self.cv.wait_for(lambda: self.peak >= self.target, timeout=0.06)
+        try:
+            return super().serve(method, target, headers, raw)
+        finally:
+            with self.cv:
+                self.inflight -= 1
+
+
+def test_the_client_sends_no_more_than_its_parallelism_at_once(serve: Callable[[Any], Any]) -> None:
+    emu = serve(Gate(api_key=KEY, seed=seed()))
+    with VapiClient(emu.url, KEY, parallelism=2, retry=FAST) as client:
+        client.read_state("vapi")
+        threads = [threading.Thread(target=client.update, args=(change("update", "gateway"),
+                                                                 [Secret(K_NEW, "VAPI_KEY")]))
+                   for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(10)
+    assert emu.peak == 2 and writes(emu, f"/credential/{GW}") == 3
+
+
+def test_rate_limiting_gives_up_after_the_clients_attempts(start: Callable) -> None:
+    emu, client = start()
+    emu.override("/credential", {"message": "slow down", "error": "Too Many Requests"}, status=429)
+    assert fail(client.ping).startswith("GET /credential (credential list) failed: HTTP 429: slow "
+                                        "down (gave up after 4 attempts in")
+
+
+def test_a_long_assistant_list_is_paged_with_the_clients_parallelism(
+        start: Callable, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(reads, "LIMIT", 4)  # Vapi's 1000, made small
+    account = seed()
+    account["assistants"] = [{"name": f"A{i}", "model": custom()} for i in range(9)]
+    emu, client = start(account)
+    live = client.read_state("vapi")
+    assert len(live.consumers) == 9 and live.requests == 5
+    assert client.read_state("vapi").requests == 5  # each read counts its own
+
+
+def test_a_fresh_client_needs_no_read_before_its_first_write(start: Callable) -> None:
+    emu, client = start()
+    assert client.memo() == {"ids": {}, "baselines": {}}
+    client.register(change("register", "fresh"), [Secret(K_NEW, "VAPI_KEY")])
+    client.bind(bind_change(OREN, {"credential": "fresh", "temperature": 0.5}, ("credential", "temperature")))
+    [cid] = [c for c, v in emu.credentials().items() if v.get("name") == "fresh"]
+    assert emu.assistants()[OREN]["credentialIds"] == [cid]
+    assert client.memo() == {"ids": {"fresh": cid}, "baselines": {}}
+
+
+def test_models_are_named_and_kept_credentials_are_not_the_ones_reported(start: Callable) -> None:
+    emu, client = start()
+    live = client.read_state("vapi", desired([model("gateway")]))
+    assert {n: (m.name, m.fields) for n, m in live.models.items()} == {"gateway": ("gateway", {}),
+                                                                       "vllm": ("vllm", {})}
+    assert live.consumers[PELL].model == "vllm"  # undeclared on two: the one the manifest drops
+    live = client.read_state("vapi", desired([model("gateway"), model("vllm")], {PELL: "gateway"}))
+    assert live.consumers[PELL].model == "vllm"  # declared: one that is not its target
+
+
+def test_every_holder_and_every_problem_is_named(start: Callable) -> None:
+    account = seed()
+    account["assistants"][0]["credentialIds"] = [VL]
+    emu, client = start(account)
+    client.read_state("vapi")
+    assert f"assistant(s) 'Trickster Pell' ({PELL}), 'Captain Mara' ({MARA}) still pin it" in fail(
+        lambda: client.deregister(change("deregister", "vllm")), ConvaiSyncError)
+    account["assistants"][0]["model"] = {"provider": "openai", "model": "gpt-4o"}
+    account["assistants"][2]["model"] = {"provider": "openai", "model": "gpt-4o"}
+    account["assistants"][2]["credentialIds"] = [GW]
+    emu.load_seed(account)
+    text = fail(lambda: client.read_state("vapi", desired([model("x")], prune=True)), ConvaiSyncError)
+    assert (f"credential 'gateway'; assistant 'Captain Mara' ({MARA}) does not run a custom LLM but "
+            "pins custom-llm credential 'vllm'. Remove") in text
+    text = fail(lambda: client.read_state("vapi", desired([model("vllm"), model("gateway")],
+                                                          {MARA: "vllm", PELL: "vllm"})), ConvaiSyncError)
+    assert f"'Captain Mara' ({MARA}) runs on provider 'openai'; 'Trickster Pell' ({PELL}) runs on" in text
+
+
+def test_a_temperature_bind_lost_after_it_landed_is_not_sent_again(start: Callable) -> None:
+    emu, client = start()
+    client.read_state("vapi")
+    emu.lose("PATCH", f"/assistant/{MARA}", "after")
+    client.bind(bind_change(MARA, {"credential": "gateway", "temperature": 0.9}, ("temperature",)))
+    assert emu.assistants()[MARA]["model"]["temperature"] == 0.9
+    assert writes(emu, f"/assistant/{MARA}") == 1
+
+
+def test_an_assistant_pinning_a_new_credential_and_another_gets_exactly_one(start: Callable) -> None:
+    emu, client = start()
+    client.read_state("vapi")
+    client.register(change("register", "fresh"), [Secret(K_NEW, "VAPI_KEY")])
+    [cid] = [c for c, v in emu.credentials().items() if v.get("name") == "fresh"]
+    # meanwhile someone pins it by hand next to the gateway
+    httpx.patch(f"{emu.url}/assistant/{OREN}", json={"credentialIds": [GW, cid]},
+                headers={"Authorization": f"Bearer {KEY}"}).raise_for_status()
+    client.bind(bind_change(OREN, {"credential": "gateway", "temperature": 0.1}, ("temperature",)))
+    assert emu.assistants()[OREN]["credentialIds"] == [GW]
+
+
+def test_what_a_bind_returns_is_the_next_baseline(start: Callable) -> None:
+    emu, client = start()
+    client.read_state("vapi", desired([model("gateway")], {MARA: "gateway"}))
+    live = emu.assistants()[MARA]
+    emu.override(f"/assistant/{MARA}", {**live, "id": MARA.upper(), "firstMessage": "Hi"})
+    client.bind(bind_change(MARA, {"credential": "gateway", "temperature": 0.3}, ("temperature",)))
+    baseline = client.memo()["baselines"][MARA]
+    assert baseline["firstMessage"] == "Hi" and set(baseline) == {"name", "model", "firstMessage",
+                                                                  "isServerUrlSecretSet"}
+
+
+def test_an_assistant_read_in_upper_case_is_named_in_lower_case(start: Callable) -> None:
+    emu, client = start()
+    client.read_state("vapi")
+    emu.override(f"/assistant/{MARA}", {"id": MARA.upper(), "model": {"provider": "openai"}})
+    assert fail(lambda: client.bind(bind_change(MARA, {"credential": "vllm"}, ("credential",))),
+                ConvaiSyncError).startswith(f"assistant '{MARA}' no longer runs a custom LLM")
+
+
+FAILED = "failed: HTTP 400: lost"
+
+
+@pytest.mark.parametrize("method,path,expected", [
+    ("POST", "/credential", f"POST /credential (credential 'fresh') {FAILED}"),
+    ("PATCH", f"/credential/{GW}", f"PATCH /credential/{GW} (credential 'gateway') {FAILED}"),
+    ("DELETE", f"/credential/{VL}", f"DELETE /credential/{VL} (credential 'vllm') {FAILED}"),
+    ("GET", f"/assistant/{MARA}", f"GET /assistant/{MARA} (assistant 'Captain Mara' ({MARA})) {FAILED}"),
+    ("PATCH", f"/assistant/{MARA}", f"PATCH /assistant/{MARA} (assistant 'Captain Mara' ({MARA})) {FAILED}"),
+    ("CHECK", f"/assistant/{MARA}", f"GET /assistant/{MARA} (assistant '{MARA}') {FAILED}"),
+])
+def test_a_refused_call_names_the_call_and_the_object(start: Callable, method: str, path: str,
+                                                      expected: str) -> None:
+    account = seed()
+    account["assistants"] = account["assistants"][:1]  # nobody pins vllm
+    emu, client = start(account)
+    client.read_state("vapi")
+    if method == "CHECK":  # the bind's read passes, its PATCH is lost, the check's read is refused
+        emu.lose("GET", path, "pass")
+        emu.lose("PATCH", path, "before")
+    emu.lose("GET" if method == "CHECK" else method, path, "before", status=400)
+    jobs = {"POST": lambda: client.register(change("register", "fresh"), [Secret(K_NEW, "VAPI_KEY")]),
+            "PATCH": lambda: client.update(change("update", "gateway"), [Secret(K_NEW, "VAPI_KEY")]),
+            "DELETE": lambda: client.deregister(change("deregister", "vllm"))}
+    job = jobs.get(method) if path.startswith("/credential") else lambda: client.bind(bind_change(
+        MARA, {"credential": "vllm", "temperature": 0.1}, ("temperature",), name="Captain Mara"))
+    assert fail(job) == expected
+
+
+def test_a_bind_reply_without_an_id_is_kept_as_the_assistant_it_patched(start: Callable) -> None:
+    emu, client = start()
+    client.read_state("vapi", desired([model("gateway")], {MARA: "gateway"}))
+    reply = {k: v for k, v in emu.assistants()[MARA].items() if k != "id"}
+    emu.lose("PATCH", f"/assistant/{MARA}", "reply", body={**reply, "firstMessage": "Hi"})
+    client.bind(bind_change(MARA, {"credential": "gateway", "temperature": 0.3}, ("temperature",)))
+    assert client.memo()["baselines"][MARA]["firstMessage"] == "Hi"
+    assert fail(lambda: client.deregister(change("deregister", "gateway")), ConvaiSyncError).startswith(
+        f"DELETE /credential/{GW} (credential 'gateway') was not sent: assistant(s) 'Trickster Pell' "
+        f"({PELL}), 'Captain Mara' ({MARA}) still pin it")  # and no second, id-less Mara
