@@ -312,9 +312,9 @@ class VapiClient(SessionClient):
         return isinstance(got, dict) and matches(got, model, credential_ids)
 
     def _remember_assistant(self, assistant: dict[str, Any], aid: str) -> None:
-        """Keep the assistant as the PATCH returned it (under the id it was sent
-        to, if the reply names none): the next drift baseline."""
-        assistant["id"] = str(assistant.get("id") or aid).lower()
+        """Keep the assistant as the PATCH of `aid` returned it, under that id
+        (whatever id the reply names, if any): the next drift baseline."""
+        assistant["id"] = aid.lower()
         with self._lock:
             self._assistants[assistant["id"]] = assistant
 
