@@ -186,6 +186,9 @@ def test_a_page_with_a_malformed_item_is_refused(start: Callable) -> None:
     emu.override("/v2/assistant", {"results": [{"name": "no id"}], "metadata": {"totalItems": 1}})
     assert fail(lambda: client.read_state("vapi")).startswith(
         f"{PAGED} 200: item 0 has no id string (got None)")
+    emu.override("/v2/assistant", {"results": [{"id": "x", "name": 5}], "metadata": {"totalItems": 1}})
+    assert fail(lambda: client.read_state("vapi")).startswith(
+        f"{PAGED} 200: item 0 ('x') has a name that is not text (int)")
 
 
 @pytest.mark.parametrize("n,parallelism,peak", [(12, 2, 2), (12, 8, 3), (9, 8, 2)])
@@ -195,3 +198,10 @@ def test_the_later_pages_are_read_together_up_to_the_parallelism(start: Callable
     emu.target = peak + 1  # never reached: each page waits the short while, then goes
     live = client.read_state("vapi")
     assert len(live.consumers) == n and emu.peak == peak
+
+
+def test_up_to_ten_later_pages_are_read_at_once_with_a_parallelism_of_ten(start: Callable) -> None:
+    emu, client = start(account(33), parallelism=10)  # 11 pages: the first, then 10 at once
+    emu.target = 10
+    live = client.read_state("vapi")
+    assert len(live.consumers) == 33 and emu.peak == 10
