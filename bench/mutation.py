@@ -52,6 +52,8 @@ CORE: dict[str, list[str]] = {
     "providers/langbot/client": ["test_langbot_client.py"],
     "providers/vapi/client": ["test_vapi_client.py"],  # test_vapi.py and the properties: as above
     "providers/vapi/reads": ["test_vapi_reads.py", "test_vapi_client.py"],
+    "providers/vapi/assistants": ["test_vapi_client.py"],
+    "providers/vapi/baseline": ["test_vapi_client.py"],
 }
 KILLED, SURVIVED, TIMEOUT, NO_TESTS = "killed", "survived", "timeout", "no tests"
 NOT_CHECKED = "not checked"

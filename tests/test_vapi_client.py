@@ -748,3 +748,56 @@ def test_a_bind_reply_without_an_id_is_kept_as_the_assistant_it_patched(start: C
     assert fail(lambda: client.deregister(change("deregister", "gateway")), ConvaiSyncError).startswith(
         f"DELETE /credential/{GW} (credential 'gateway') was not sent: assistant(s) 'Trickster Pell' "
         f"({PELL}), 'Captain Mara' ({MARA}) still pin it")  # and no second, id-less Mara
+
+
+# -- the drift baseline (providers/vapi/baseline.py) -------------------------------------------
+
+S = "(sensitive)"
+
+
+def test_the_baseline_masks_every_secret_and_keeps_the_rest(start: Callable) -> None:
+    account = seed()
+    account["assistants"][0]["metadata"] = {
+        "myApiKey": "a1", "x-secret": "b1", "Password": "c1", "access_token": "d1", "refreshToken": "e1",
+        "Authorization": "f1", "token": "g1", "tokens": "h1", "keyname": "i1", "secretive": "j1",
+        "list": [{"myApiKey": "k1"}, 1], "Headers": {"X-Any": "l1", "deep": {"n": 1}}}
+    account["assistants"][0]["model"]["headers"] = {"X-Custom": "m1"}
+    emu, client = start(account)
+    client.read_state("vapi", desired([model("gateway")], {MARA: "gateway"}))
+    assert client.memo()["baselines"][MARA] == {
+        "name": "Captain Mara", "isServerUrlSecretSet": False,
+        "model": {"messages": [{"role": "system", "content": "Be brief."}], "headers": {"X-Custom": S}},
+        "metadata": {"myApiKey": S, "x-secret": S, "Password": S, "access_token": S, "refreshToken": S,
+                     "Authorization": S, "token": S, "tokens": "h1", "keyname": "i1", "secretive": "j1",
+                     "list": [{"myApiKey": S}, 1], "Headers": {"X-Any": S, "deep": S}}}
+
+
+def test_drift_names_each_path_and_how_it_changed_up_to_five(start: Callable) -> None:
+    account = seed()
+    account["assistants"][0]["metadata"] = {"a": 1, "b": [1, 2], "c": "x"}
+    emu, client = start(account)
+    d = desired([model("gateway")], {MARA: "gateway"})
+    client.read_state("vapi", d)
+    memo = client.memo()
+    account["assistants"][0]["metadata"] = {"a": 2, "b": [1], "d": "new", "e": 1, "f": 2}
+    account["assistants"][0]["model"]["messages"].append({"role": "user", "content": "hi"})
+    emu.load_seed(account)
+    who = f"assistant 'Captain Mara' ({MARA})"
+
+    def drift(memo: dict) -> list[str]:
+        return [w for w in client.read_state("vapi", d, memo).warnings if "outside" in w]
+
+    assert drift(memo) == [
+        f"{who}: metadata.a changed outside convai-sync; left alone",
+        f"{who}: metadata.b[1] removed outside convai-sync; left alone",
+        f"{who}: metadata.c removed outside convai-sync; left alone",
+        f"{who}: metadata.d added outside convai-sync; left alone",
+        f"{who}: metadata.e added outside convai-sync; left alone",
+        f"{who}: and 2 more paths changed outside convai-sync; left alone"]
+    account["assistants"][0]["metadata"] = {"a": 1, "b": [1, 2], "c": 5}
+    emu.load_seed(account)
+    assert drift(memo) == [
+        f"{who}: metadata.c changed outside convai-sync; left alone",
+        f"{who}: model.messages[1] added outside convai-sync; left alone"]
+    assert drift({"baselines": {MARA: []}}) == [
+        f"{who}: (the whole assistant) changed outside convai-sync; left alone"]
