@@ -799,5 +799,24 @@ def test_drift_names_each_path_and_how_it_changed_up_to_five(start: Callable) ->
     assert drift(memo) == [
         f"{who}: metadata.c changed outside convai-sync; left alone",
         f"{who}: model.messages[1] added outside convai-sync; left alone"]
+    account["assistants"][0]["metadata"] = {"a": 2, "b": [1, 2, 3], "c": "y", "d": 1}  # + the message
+    emu.load_seed(account)
+    assert len(drift(memo)) == 5 and not any("more paths" in w for w in drift(memo))  # five: all shown
     assert drift({"baselines": {MARA: []}}) == [
         f"{who}: (the whole assistant) changed outside convai-sync; left alone"]
+
+
+def test_odd_values_in_an_assistant_read_as_nothing(start: Callable) -> None:
+    emu, client = start()
+    emu.override("/assistant", [
+        {"id": MARA.upper(), "name": "", "model": {"provider": "custom-llm", "url": 5, "model": "m",
+                                                    "temperature": True}},
+        {"id": OREN, "name": "Oren", "credentialIds": [GW], "model": {
+            "provider": "custom-llm", "url": GW_URL, "model": 7, "temperature": "0.5"}},
+        {"id": PELL, "name": "Pell", "credentialIds": [GW], "model": {"provider": "custom-llm", "model": "m"}}])
+    live = client.read_state("vapi")
+    assert {a: (c.id, c.name, c.fields) for a, c in live.consumers.items()} == {
+        MARA: (MARA, None, {"url": None, "model": "m", "temperature": None}),
+        OREN: (OREN, "Oren", {"url": GW_URL, "model": None, "temperature": None}),
+        PELL: (PELL, "Pell", {"url": None, "model": "m", "temperature": None})}
+    assert live.warnings[0].endswith(f"(declare them in the manifest to pin one): '{MARA}'")
