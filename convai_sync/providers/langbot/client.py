@@ -100,7 +100,9 @@ class LangBotClient(SessionClient):
         items = self._list(MODELS, "models", "model list")
         for item in items:
             _check_model(item)
-            for key in (item.get("provider") or {}).get("api_keys") or []:
+            provider = item.get("provider")
+            keys = provider.get("api_keys") if isinstance(provider, dict) else None
+            for key in [keys] if isinstance(keys, str) else keys if isinstance(keys, list) else []:
                 remember(str(key))  # returned in clear: never let one reach output
         return items
 
@@ -118,7 +120,8 @@ class LangBotClient(SessionClient):
         self._uuids = {name: uuid for uuid, name in names.items()}
         self._managed = {m.name for m in desired.models} if desired else set(self._managed)
         self._providers = {m["uuid"]: m.get("provider_uuid") for m in raw}
-        self._known_providers = {_provider_identity(m.get("provider") or {}) for m in raw}
+        self._known_providers = {_provider_identity(m["provider"]) for m in raw
+                                 if isinstance(m.get("provider"), dict)}
         keys = desired.keys if desired else {}
         models = {names[m["uuid"]]: ModelState(names[m["uuid"]], _fields(m, keys.get(names[m["uuid"]])))
                   for m in raw}

@@ -23,9 +23,6 @@ class Credentials:
     names: dict[str, str] = field(default_factory=dict)   # custom-llm: id -> model name
     others: set[str] = field(default_factory=set)         # every other provider's ids
 
-    def ids_of(self, name: str) -> list[str]:
-        return [cid for cid, n in self.names.items() if n == name]
-
     def exists(self, cid: str) -> bool:
         return cid in self.names or cid in self.others
 

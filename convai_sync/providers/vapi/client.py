@@ -237,7 +237,7 @@ class VapiClient(SessionClient):
         seen: list[dict[str, Any]] = []
         reply = self.http.call("PATCH", f"/assistant/{aid}", body, f"assistant {label(current)}",
                                landed=lambda: self._bound(aid, model, credential_ids, seen))
-        self._remember_assistant(reply if isinstance(reply, dict) else seen[-1])
+        self._remember_assistant(reply if isinstance(reply, dict) else seen[-1], aid)
 
     def finish(self) -> list[str]:
         return []
@@ -311,8 +311,10 @@ class VapiClient(SessionClient):
         seen.append(got)
         return isinstance(got, dict) and matches(got, model, credential_ids)
 
-    def _remember_assistant(self, assistant: dict[str, Any]) -> None:
-        assistant["id"] = str(assistant.get("id", "")).lower()
+    def _remember_assistant(self, assistant: dict[str, Any], aid: str) -> None:
+        """Keep the assistant as the PATCH of `aid` returned it, under that id
+        (whatever id the reply names, if any): the next drift baseline."""
+        assistant["id"] = aid.lower()
         with self._lock:
             self._assistants[assistant["id"]] = assistant
 
