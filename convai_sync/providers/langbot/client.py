@@ -8,8 +8,8 @@ What LangBot does that shapes this client (../shared/LANGBOT_API.md):
   match is refused, naming the uuids;
 - a 500 may be half-applied: every write has a lost-reply check that re-reads;
 - a pipeline PUT must carry the whole config (a fragment wipes the rest), so a
-  bind reads the pipeline, changes only the model reference (checked with
-  DeepDiff) and writes the whole config back;
+  bind reads the pipeline, changes only the model reference and writes the
+  whole config back;
 - an inline provider is find-or-create and never deleted, so a rotated key or a
   moved base_url leaves a provider behind: finish() removes the ones this
   apply emptied;
@@ -348,25 +348,13 @@ def _model_slot(config: Any) -> dict[str, Any] | None:
 
 
 def rebound(config: Any, target: str, obj: str) -> dict[str, Any]:
-    """A copy of the whole config with only the model reference changed, proven
-    before the whole config is sent: with the old reference put back, the copy
-    must equal the original (DeepDiff names what moved, only when something did:
-    it costs ~50x the comparison, and a rebind of 1,000 pipelines does this 1,000 times)."""
+    """A copy of the whole config with only the model reference changed (the rest
+    is sent back as read: LangBot's PUT replaces the whole config)."""
     new = copy.deepcopy(config)
     slot = _model_slot(new)
     if slot is None:
         raise ConvaiSyncError(f"{obj}: its runner has no model setting (config.ai.runner_config"
                               "[<runner id>].model); choose a runner with a model in LangBot first")
-    original = _model_slot(config) or {}
-    if "primary" in original:
-        slot["primary"] = original["primary"]
-    else:
-        slot.pop("primary", None)
-    if new != config:
-        from deepdiff import DeepDiff  # only to say what moved
-        raise ConvaiSyncError(f"internal error: rebinding {obj} would change more than its model "
-                              f"({sorted(DeepDiff(config, new))}); nothing was written. Please "
-                              "report this")
     slot["primary"] = target
     return new
 
