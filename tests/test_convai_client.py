@@ -192,8 +192,8 @@ def test_a_list_reply_that_says_error_is_refused_as_a_list_with_nothing_written(
     emu.override("/llm-models/list", {"status": "error", "message": "db down", "models": []})
     with client_for(emu, None) as client:
         e = error_of(client.detect_dialect, "llm-models")
-    assert e.api_message == ("the reply says the call failed (status 'error': 'db down'), though its "
-                             "HTTP status is 200")
+    assert str(e).startswith("POST /llm-models/list (model list) failed: HTTP 200: the reply says the "
+                             "call failed (status 'error': 'db down'), though its HTTP status is 200\n")
 
 
 # --- dialects -------------------------------------------------------------------------------
@@ -277,7 +277,8 @@ def test_a_model_list_without_its_models_key_is_refused(emulator: Callable[..., 
     emu.override("/llm-models/list", {"status": "success", "items": []})
     with client_for(emu, None) as client:
         e = error_of(client.detect_dialect, "llm-models")
-    assert e.api_message == "unexpected reply shape (no 'models' list)"
+    assert str(e) == ("POST /llm-models/list (model list) failed: HTTP 200: unexpected reply shape "
+                      "(no 'models' list)\n  the API may have changed; nothing was written. Please report this")
 
 
 # --- reading the account ----------------------------------------------------------------------
