@@ -43,7 +43,7 @@ CORE: dict[str, list[str]] = {
     "executor": ["test_executor.py", "test_planner.py", "test_faults.py"],  # test_interrupt times signals: not under mutmut
     "secrets": ["test_secrets.py", "test_lost_replies.py", "test_secrets_canary.py"],
     "retry": ["test_retry.py", "test_lost_replies.py"],
-    "providers/http": ["test_http_session.py", "test_lost_replies.py"],
+    "providers/http": ["test_http_session.py", "test_lost_replies.py", "test_http_edges.py"],
     "fingerprint": ["test_fingerprint.py", "test_saved_plans.py"],
     "state": ["test_state.py", "test_planner.py", "test_rotation_and_brakes.py"],
     # the client's own tests over HTTP (a few seconds); the end-to-end files took ~25 s a mutant
