@@ -2,7 +2,9 @@
 emulator: a run-wide pause longer than the call may wait, a reply too large to
 hold, a request the HTTP library refuses to send, a 5xx that says when to come
 back, and Retry-After values at their edges. Each names the call and says what
-to do; none waits longer than it must."""
+to do; none waits longer than it must. Also the checks before any request: the
+credentials of an API URL (dropped, and every piece of them scrubbed) and an
+account key no HTTP header can carry."""
 from __future__ import annotations
 
 import re
@@ -15,11 +17,12 @@ import pytest
 
 from conftest import ACCOUNT_KEY
 from convai_sync.emulator import Emulator
-from convai_sync.errors import ApiError
+from convai_sync.errors import ApiError, ConvaiSyncError
 from convai_sync.providers import transport
 from convai_sync.providers.convai.client import API
-from convai_sync.providers.http import HttpSession, _retry_after
+from convai_sync.providers.http import HttpSession, _retry_after, checked_url
 from convai_sync.retry import RetryPolicy
+from convai_sync.secrets import scrub
 
 QUICK = RetryPolicy(max_attempts=3, base_delay=0.001, max_delay=0.002, max_total=0)
 
@@ -101,3 +104,52 @@ def test_retry_after_as_a_date_counts_from_now_and_a_past_one_is_ignored() -> No
     later = _retry_after(httpx.Response(429, headers={"Retry-After": formatdate(time.time() + 30, usegmt=True)}))
     assert later is not None and 25 < later <= 30
     assert _retry_after(httpx.Response(429, headers={"Retry-After": formatdate(time.time() - 30, usegmt=True)})) is None
+
+
+# --- before any request ----------------------------------------------------------------------
+
+def test_credentials_in_the_url_are_dropped_and_every_piece_of_them_scrubbed(
+        caplog: pytest.LogCaptureFixture) -> None:
+    # a password with a colon and an encoded @; the query holds another "://x@" that is not the authority
+    url = "http://ci-deployer-7:Pa55:w0rd%40x9@host.example/v1?then=https://anon@elsewhere.example"
+    with caplog.at_level("WARNING", logger="convai_sync"):
+        assert checked_url(url, API) == "http://host.example/v1?then=https://anon@elsewhere.example"
+    assert [r.getMessage() for r in caplog.records] == [
+        "ignoring the user name and password in CONVAI_API_URL / --api-url: the API key authenticates"]
+    assert scrub("user ci-deployer-7, password Pa55:w0rd%40x9 (Pa55:w0rd@x9)") == \
+        "user (sensitive), password (sensitive) ((sensitive))"
+    assert scrub("ci-deployer-7:Pa55:w0rd%40x9") == "(sensitive)"
+
+
+def test_a_url_without_credentials_is_left_as_it_is(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="convai_sync"):
+        assert checked_url("https://api.example/v1/", API) == "https://api.example/v1"
+    assert caplog.records == []
+
+
+@pytest.mark.parametrize("key,problem", [
+    ("key-0123 456", "whitespace at position 9 of 12"),
+    ("key-01\x0123", "a control or non-ASCII character at position 7 of 9"),
+    ("key-0123\u00e9", "a control or non-ASCII character at position 9 of 9"),
+])
+def test_an_account_key_no_header_can_carry_is_refused_saying_where(key: str, problem: str) -> None:
+    with pytest.raises(ConvaiSyncError) as info:
+        HttpSession(API, "http://127.0.0.1:9", {}, key)
+    assert str(info.value) == (f"CONVAI_API_KEY contains {problem}; an API key is printable ASCII only: set "
+                               "it again without the stray character (e.g. a trailing newline). Nothing "
+                               "was sent.")
+
+
+def test_every_printable_ascii_character_may_be_in_a_key() -> None:
+    key = "".join(chr(c) for c in range(0x21, 0x7f))  # "!" to "~"
+    s = HttpSession(API, "http://127.0.0.1:9", {}, key, timeout=2.5)
+    assert (s.timeout, s.base_url, s.requests) == (2.5, "http://127.0.0.1:9", 0)
+    s.close()
+
+
+@pytest.mark.parametrize("url", ["ftp://api.example", "api.convai.com", "http://"])
+def test_a_url_that_is_not_http_is_refused_quoting_it(url: str) -> None:
+    with pytest.raises(ConvaiSyncError) as info:
+        checked_url(url, API)
+    assert str(info.value) == (f"API URL '{url}' is not an http(s) URL; set CONVAI_API_URL or --api-url "
+                               "to e.g. https://api.convai.com")
