@@ -41,8 +41,8 @@ CORE: dict[str, list[str]] = {
                 "test_rotation_and_brakes.py"],
     "plan": ["test_plan.py", "test_planner.py", "test_markdown.py", "test_saved_plans.py"],
     "executor": ["test_executor.py", "test_planner.py", "test_faults.py"],  # test_interrupt times signals: not under mutmut
-    "secrets": ["test_secrets.py", "test_secret_forms.py", "test_lost_replies.py",
-                "test_secrets_canary.py"],
+    "secrets": ["test_secrets.py", "test_scrub_cuts.py", "test_secret_forms.py",
+                "test_lost_replies.py", "test_secrets_canary.py"],
     "retry": ["test_retry.py", "test_lost_replies.py"],
     "providers/http": ["test_http_session.py", "test_lost_replies.py", "test_http_edges.py"],
     "fingerprint": ["test_fingerprint.py", "test_saved_plans.py"],

@@ -1,0 +1,59 @@
+"""The scrubber on a key cut short, exactly: a prefix of it ending a text (before
+or after an ellipsis or trailing whitespace), a suffix of it starting one, and
+the MIN_CUT boundary. (test_secret_forms checks, over random keys and shapes, that
+no piece survives; these pin down what is replaced and what is left.)"""
+from __future__ import annotations
+
+import pytest
+
+from convai_sync import secrets
+from convai_sync.secrets import MIN_CUT, remember, scrub
+
+KEY = "sk-CUTTEST-0123456789"  # 21 characters
+
+
+@pytest.fixture(autouse=True)
+def fresh_registry(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(secrets, "_known", set())
+    monkeypatch.setattr(secrets, "_sorted", [])
+    remember(KEY)
+
+
+@pytest.mark.parametrize("text,scrubbed", [
+    ("key " + KEY[:12], "key (sensitive)"),
+    ("key " + KEY[:-1], "key (sensitive)"),             # all but its last character
+    ("key " + KEY[:12] + "  \n", "key (sensitive)  \n"),  # printed with a newline
+    ("key " + KEY[:12] + "...", "key (sensitive)..."),
+    ("key " + KEY[:12] + "\u2026", "key (sensitive)\u2026"),
+    ("key " + KEY[:12] + " ...", "key (sensitive) ..."),
+    ("key " + KEY[:12] + " \u2026 \n", "key (sensitive) \u2026 \n"),
+    ("key " + KEY[:MIN_CUT], "key (sensitive)"),
+    ("key " + KEY[:MIN_CUT - 1], "key " + KEY[:MIN_CUT - 1]),  # too short to tell from text
+])
+def test_a_prefix_ending_the_text_is_replaced(text: str, scrubbed: str) -> None:
+    assert scrub(text) == scrubbed
+
+
+@pytest.mark.parametrize("text,scrubbed", [
+    (KEY[1:] + " was refused", "(sensitive) was refused"),   # all but its first character
+    (KEY[-12:] + " was refused", "(sensitive) was refused"),
+    (KEY[-MIN_CUT:] + " was refused", "(sensitive) was refused"),
+    (KEY[-(MIN_CUT - 1):] + " was refused", KEY[-(MIN_CUT - 1):] + " was refused"),
+])
+def test_a_suffix_starting_the_text_is_replaced(text: str, scrubbed: str) -> None:
+    assert scrub(text) == scrubbed
+
+
+def test_a_cut_is_replaced_from_where_it_starts_even_when_the_key_repeats_itself() -> None:
+    remember("abcdefabcdefabcdef-Z9")
+    assert scrub("key abcdefabcdef") == "key (sensitive)"  # not "key abcdef(sensitive)"
+
+
+def test_a_key_holding_an_ellipsis_is_still_found_cut_at_it() -> None:
+    remember("sk-ab...cdefghijk")
+    assert scrub("x sk-ab...") == "x (sensitive)"
+
+
+def test_a_key_of_min_cut_characters_is_only_replaced_whole() -> None:
+    remember("qwerty")
+    assert scrub("x qwert qwerty") == "x qwert (sensitive)"
