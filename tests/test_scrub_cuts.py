@@ -57,3 +57,14 @@ def test_a_key_holding_an_ellipsis_is_still_found_cut_at_it() -> None:
 def test_a_key_of_min_cut_characters_is_only_replaced_whole() -> None:
     remember("qwerty")
     assert scrub("x qwert qwerty") == "x qwert (sensitive)"
+
+
+def test_a_cut_that_is_only_long_enough_with_the_keys_own_space_is_replaced() -> None:
+    remember("sk-ab defghijkl")  # "sk-ab" alone is shorter than MIN_CUT; "sk-ab " is not
+    assert scrub("x sk-ab ...") == "x (sensitive)..."
+
+
+def test_the_first_place_a_cut_can_start_wins_past_a_false_start() -> None:
+    remember("abcdefabcdefabcdef-Z9")
+    # "abcdefQ..." starts like the key but is not it; the cut starts at the next "abcdef"
+    assert scrub("key abcdefQabcdefabcdef") == "key abcdefQ(sensitive)"
