@@ -68,3 +68,19 @@ def test_the_first_place_a_cut_can_start_wins_past_a_false_start() -> None:
     remember("abcdefabcdefabcdef-Z9")
     # "abcdefQ..." starts like the key but is not it; the cut starts at the next "abcdef"
     assert scrub("key abcdefQabcdefabcdef") == "key abcdefQ(sensitive)"
+
+
+def test_a_suffix_of_any_length_is_tried_longest_first() -> None:
+    assert scrub(KEY[-7:] + " was refused, twice") == "(sensitive) was refused, twice"
+
+
+def test_a_cut_may_start_one_character_after_a_false_start() -> None:
+    remember("aaaaaa-Z9-key-0")
+    assert scrub("x aaaaaaa-Z9") == "x a(sensitive)"
+
+
+def test_the_repr_and_the_bytes_repr_of_a_key_with_unusual_characters_are_scrubbed() -> None:
+    key = "sk-\u00e9\x1b-12345678"  # non-ASCII and a control character: every escape differs
+    remember(key)
+    assert scrub(f"refused {key!r}") == "refused '(sensitive)'"
+    assert scrub(f"Illegal header value {key.encode()!r}") == "Illegal header value b'(sensitive)'"
