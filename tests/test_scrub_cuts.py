@@ -4,10 +4,13 @@ the MIN_CUT boundary. (test_secret_forms checks, over random keys and shapes, th
 no piece survives; these pin down what is replaced and what is left.)"""
 from __future__ import annotations
 
+import json
+from urllib.parse import quote, quote_plus
+
 import pytest
 
 from convai_sync import secrets
-from convai_sync.secrets import MIN_CUT, remember, scrub
+from convai_sync.secrets import MIN_CUT, forms, remember, scrub
 
 KEY = "sk-CUTTEST-0123456789"  # 21 characters
 
@@ -84,3 +87,18 @@ def test_the_repr_and_the_bytes_repr_of_a_key_with_unusual_characters_are_scrubb
     remember(key)
     assert scrub(f"refused {key!r}") == "refused '(sensitive)'"
     assert scrub(f"Illegal header value {key.encode()!r}") == "Illegal header value b'(sensitive)'"
+    assert scrub("echo " + json.dumps({"api_key": key})) == 'echo {"api_key": "(sensitive)"}'
+    assert scrub("echo " + json.dumps({"api_key": key}, ensure_ascii=False)) == 'echo {"api_key": "(sensitive)"}'
+
+
+def test_both_url_encodings_of_a_key_are_scrubbed() -> None:
+    key = "sk-a/b c-12345678"  # a slash and a space: each encoding differs from the other
+    remember(key)
+    assert scrub("GET /keys/" + quote(key, safe="")) == "GET /keys/(sensitive)"
+    assert scrub("GET /?key=" + quote_plus(key)) == "GET /?key=(sensitive)"
+
+
+def test_a_value_too_short_to_scrub_is_remembered_in_no_form() -> None:
+    remember("a b")  # its URL encoding, a%20b, would be long enough
+    assert scrub("x a%20b a b") == "x a%20b a b"
+    assert secrets._known == set(forms(KEY))
