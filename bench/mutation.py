@@ -46,7 +46,8 @@ CORE: dict[str, list[str]] = {
     "retry": ["test_retry.py", "test_lost_replies.py"],
     "providers/http": ["test_http_session.py", "test_lost_replies.py", "test_http_edges.py"],
     "fingerprint": ["test_fingerprint.py", "test_saved_plans.py"],
-    "state": ["test_state.py", "test_planner.py", "test_rotation_and_brakes.py"],
+    "state": ["test_state.py", "test_state_writes.py", "test_planner.py",
+              "test_rotation_and_brakes.py"],
     # the client's own tests over HTTP (a few seconds); the end-to-end files took ~25 s a mutant
     "providers/convai/client": ["test_convai_client.py"],
     "providers/langbot/client": ["test_langbot.py", "test_langbot_properties.py"],
