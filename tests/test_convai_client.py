@@ -347,7 +347,7 @@ def test_the_lean_reads_run_concurrently_up_to_the_parallelism(emulator: Callabl
     many = [{"character_id": f"k{i}", "character_name": f"K{i}", "model_group_name": "alpha",
              "temperature": 0.5} for i in range(12)]
     emu = emulator(seed={"models": [ALPHA], "characters": many}, character_list_config=False,
-                   faults=Faults(latency_ms=60))
+                   faults=Faults(latency_ms=45))
     with client_for(emu, parallelism=12) as client:
         assert len(client.list_characters()) == 12
     assert emu.peak >= 9  # a default thread pool has min(32, CPUs + 4) workers: 6 on 2 CPUs
