@@ -41,16 +41,19 @@ CORE: dict[str, list[str]] = {
                 "test_rotation_and_brakes.py"],
     "plan": ["test_plan.py", "test_planner.py", "test_markdown.py", "test_saved_plans.py"],
     "executor": ["test_executor.py", "test_planner.py", "test_faults.py"],  # test_interrupt times signals: not under mutmut
-    "secrets": ["test_secrets.py", "test_lost_replies.py", "test_secrets_canary.py"],
+    "secrets": ["test_secrets.py", "test_scrub_cuts.py", "test_secret_forms.py",
+                "test_lost_replies.py", "test_secrets_canary.py"],
     "retry": ["test_retry.py", "test_lost_replies.py"],
-    "providers/http": ["test_http_session.py", "test_lost_replies.py"],
+    "providers/http": ["test_http_session.py", "test_lost_replies.py", "test_http_edges.py"],
     "fingerprint": ["test_fingerprint.py", "test_saved_plans.py"],
-    "state": ["test_state.py", "test_planner.py", "test_rotation_and_brakes.py"],
-    "providers/convai/client": ["test_e2e.py", "test_faults.py", "test_scaling.py",
-                                "test_lost_replies.py", "test_disagreeing_emulator.py"],
-    # the end-to-end files (test_langbot.py, the properties) take 10-60 s each: too slow per mutant
+    "state": ["test_state.py", "test_state_writes.py", "test_planner.py",
+              "test_rotation_and_brakes.py"],
+    # each client's own tests over HTTP against its emulator (a few seconds a file); the
+    # end-to-end files (test_e2e.py, test_langbot.py, test_vapi.py, the properties) took
+    # 10-60 s a mutant
+    "providers/convai/client": ["test_convai_client.py"],
     "providers/langbot/client": ["test_langbot_client.py"],
-    "providers/vapi/client": ["test_vapi_client.py"],  # test_vapi.py and the properties: as above
+    "providers/vapi/client": ["test_vapi_client.py"],
     "providers/vapi/reads": ["test_vapi_reads.py", "test_vapi_client.py"],
     "providers/vapi/assistants": ["test_vapi_client.py"],
     "providers/vapi/baseline": ["test_vapi_client.py"],

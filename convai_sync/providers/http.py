@@ -140,6 +140,8 @@ class HttpSession:
                 raise
             if maybe_committed and landed and landed():
                 return None
+            if attempt + 1 == self.retry.max_attempts:
+                break  # that was the last attempt: give up now, not after one more wait
             delay = self.retry.delay(attempt, last.retry_after)
             if time.monotonic() + delay > deadline:
                 break
