@@ -161,3 +161,22 @@ def test_a_url_that_is_not_http_is_refused_quoting_it(url: str) -> None:
         checked_url(url, API)
     assert str(info.value) == (f"API URL '{url}' is not an http(s) URL; set CONVAI_API_URL or --api-url "
                                "to e.g. https://api.convai.com")
+
+
+def test_a_slowly_dripping_reply_is_cut_at_the_calls_deadline(
+        make_emulator: Callable[..., Emulator], monkeypatch: pytest.MonkeyPatch) -> None:
+    # every byte arrives well within the read timeout, so only the call's deadline,
+    # passed down to the transport, can stop it (test_hostile_replies does the same
+    # through the CLI at the real 2 s minimum)
+    from convai_sync.providers import http
+    monkeypatch.setattr(http, "MIN_DEADLINE", 0.3)
+    emu = make_emulator()
+    emu.override("/character/list", {"characters": [], "pad": "x" * 20}, drip=0.05)  # 2 s in all
+    s = session_for(emu)
+    started = time.monotonic()
+    with pytest.raises(ApiError) as info:
+        s.call("POST", "/character/list", {}, "character list")
+    assert time.monotonic() - started < 1.2
+    assert str(info.value).startswith("POST /character/list (character list) failed: no response: "
+                                      "ReadTimeout: the reply did not arrive in time (it came too slowly)")
+    s.close()
