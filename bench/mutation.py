@@ -183,7 +183,9 @@ def write_report(results: list[ModuleResult]) -> None:
                     f"{c.get(SURVIVED, 0)} | {c.get(NO_TESTS, 0)} | {c.get(NOT_CHECKED, 0)} | "
                     f"{len(r.equivalent)} | {r.score:.1f}% | {'yes' if r.complete else 'no'} |")
     survivors = [f"- `{n}`: `{mutant_diff(r.module, n)}`" for r in results for n in r.survivors]
-    equivalents = [f"- `{n}`: {equivalent[n]}" for r in results for n in r.equivalent]
+    # the diff beside each reason, so a reader can check it (and a renumbered mutant shows)
+    equivalents = [f"- `{n}`: `{mutant_diff(r.module, n)}`: {equivalent[n]}"
+                   for r in results for n in r.equivalent]
     head = REPORT.read_text("utf-8").split("<!-- generated -->")[0] if REPORT.exists() else ""
     REPORT.write_text(head + "<!-- generated -->\n\n"
                       f"Machine: {machine()}\n\n"
