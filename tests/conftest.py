@@ -7,6 +7,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -82,6 +83,28 @@ def own_lock_dir(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempP
     account URL, and a later test's emulator can get the port (so the URL) of an
     earlier one, whose test left a lock on purpose (test_apply_lock.py)."""
     monkeypatch.setenv("CONVAI_SYNC_LOCK_DIR", str(tmp_path_factory.mktemp("locks")))
+
+
+class FakeClock:
+    """time.monotonic and time.sleep for the code under test: sleeping advances the clock."""
+
+    def __init__(self) -> None:
+        self.now, self.sleeps = 1000.0, []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+@pytest.fixture
+def fake_clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    clock = FakeClock()
+    monkeypatch.setattr(time, "monotonic", clock.monotonic)
+    monkeypatch.setattr(time, "sleep", clock.sleep)
+    return clock
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
+from conftest import FakeClock
 from convai_sync.errors import ApiError, ConvaiSyncError
 from convai_sync.providers import http
 from convai_sync.providers.convai.client import API
@@ -18,28 +19,11 @@ from convai_sync.retry import RetryPolicy
 POLICY = RetryPolicy(max_attempts=5, base_delay=0.5, max_delay=8.0, max_total=3.5)
 
 
-class Clock:
-    """time.monotonic and time.sleep for the session: sleeping advances the clock."""
-
-    def __init__(self) -> None:
-        self.now, self.sleeps = 1000.0, []
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    c = Clock()
-    monkeypatch.setattr(http.time, "monotonic", c.monotonic)
-    monkeypatch.setattr(http.time, "sleep", c.sleep)
+def clock(fake_clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    """The session's and the retry policy's clock (one time module), jitter at its top."""
     monkeypatch.setattr("convai_sync.retry.random.uniform", lambda low, high: high)
-    monkeypatch.setattr("convai_sync.retry.time.monotonic", c.monotonic)
-    return c
+    return fake_clock
 
 
 def session(replies: list[Any], policy: RetryPolicy = POLICY) -> tuple[HttpSession, list[str]]:
@@ -62,13 +46,13 @@ def session(replies: list[Any], policy: RetryPolicy = POLICY) -> tuple[HttpSessi
     return s, sent
 
 
-def test_transient_failures_are_retried_with_doubling_waits(clock: Clock) -> None:
+def test_transient_failures_are_retried_with_doubling_waits(clock: FakeClock) -> None:
     s, sent = session([503, 502, 500, 200])
     assert s.call("POST", "/x", {}) == {"status": "ok"}
     assert clock.sleeps == [0.5, 1.0, 2.0] and len(sent) == 4 and s.requests == 4
 
 
-def test_the_time_budget_ends_the_retries_and_the_error_counts_the_attempts(clock: Clock) -> None:
+def test_the_time_budget_ends_the_retries_and_the_error_counts_the_attempts(clock: FakeClock) -> None:
     s, sent = session([503])
     with pytest.raises(ApiError, match=r"POST /x \(thing\) failed: HTTP 503: error \(gave up after 4 "
                                        r"attempts in 4s\)\n  the API or the network is failing; run again "
@@ -79,20 +63,20 @@ def test_the_time_budget_ends_the_retries_and_the_error_counts_the_attempts(cloc
     assert len(sent) == 4
 
 
-def test_a_budget_exactly_used_up_still_waits_the_last_time(clock: Clock) -> None:
+def test_a_budget_exactly_used_up_still_waits_the_last_time(clock: FakeClock) -> None:
     s, sent = session([503, 503, 503, 200])
     assert s.call("POST", "/x", {}) == {"status": "ok"}
     assert clock.sleeps == [0.5, 1.0, 2.0]   # elapsed 1.5 + 2 == 3.5: not over budget
 
 
-def test_max_attempts_bounds_the_retries(clock: Clock) -> None:
+def test_max_attempts_bounds_the_retries(clock: FakeClock) -> None:
     s, sent = session([503], RetryPolicy(max_attempts=3, base_delay=0.001, max_delay=0.001, max_total=60))
     with pytest.raises(ApiError, match=r"gave up after 3 attempts"):
         s.call("POST", "/x", {})
     assert len(sent) == 3
 
 
-def test_retry_after_sets_the_wait_and_pauses_the_run(clock: Clock) -> None:
+def test_retry_after_sets_the_wait_and_pauses_the_run(clock: FakeClock) -> None:
     s, sent = session([(429, {"message": "slow down"}, {"Retry-After": "0.5"}), 200],
                       RetryPolicy(max_attempts=3, base_delay=0.001, max_delay=0.001, max_total=60))
     assert s.call("POST", "/x", {}) == {"status": "ok"}
@@ -100,33 +84,33 @@ def test_retry_after_sets_the_wait_and_pauses_the_run(clock: Clock) -> None:
     assert (s.limit.throttled, s.limit.cuts) == (1, 1)
 
 
-def test_a_5xx_with_retry_after_is_waited_out_too(clock: Clock) -> None:
+def test_a_5xx_with_retry_after_is_waited_out_too(clock: FakeClock) -> None:
     s, _ = session([(503, {"message": "maintenance"}, {"Retry-After": "0.5"}), 200])
     s.call("POST", "/x", {})
     assert clock.sleeps == [0.5]
 
 
-def test_a_4xx_without_a_hint_says_only_what_the_api_said(clock: Clock) -> None:
+def test_a_4xx_without_a_hint_says_only_what_the_api_said(clock: FakeClock) -> None:
     s, _ = session([(418, {"message": "teapot"}, {})])
     with pytest.raises(ApiError) as err:
         s.call("POST", "/x", {})
     assert str(err.value) == "POST /x failed: HTTP 418: teapot"
 
 
-def test_a_429_without_retry_after_backs_off_by_the_policy(clock: Clock) -> None:
+def test_a_429_without_retry_after_backs_off_by_the_policy(clock: FakeClock) -> None:
     s, sent = session([(429, {"message": "slow down"}, {}), 200])
     s.call("POST", "/x", {})
     assert clock.sleeps == [0.5]
 
 
-def test_a_429_that_never_ends_gives_the_rate_limit_hint(clock: Clock) -> None:
+def test_a_429_that_never_ends_gives_the_rate_limit_hint(clock: FakeClock) -> None:
     s, _ = session([(429, {"message": "API rate limit exceeded."}, {})])
     with pytest.raises(ApiError, match=r"HTTP 429: API rate limit exceeded\. \(gave up.*\n  the API "
                                        r"kept rate-limiting"):
         s.call("POST", "/x", {})
 
 
-def test_client_errors_fail_at_once_with_the_message_and_hint(clock: Clock) -> None:
+def test_client_errors_fail_at_once_with_the_message_and_hint(clock: FakeClock) -> None:
     s, sent = session([(401, {"message": "Unauthorized"}, {})])
     with pytest.raises(ApiError, match=r"^POST /x \(thing\) failed: HTTP 401: Unauthorized\n  the "
                                        r"account key was refused") as err:
@@ -134,13 +118,13 @@ def test_client_errors_fail_at_once_with_the_message_and_hint(clock: Clock) -> N
     assert err.value.status == 401 and len(sent) == 1 and clock.sleeps == []
 
 
-def test_an_error_body_without_message_falls_back_to_the_text(clock: Clock) -> None:
+def test_an_error_body_without_message_falls_back_to_the_text(clock: FakeClock) -> None:
     s, _ = session([(400, ["odd"], {})])
     with pytest.raises(ApiError, match=r'HTTP 400: \["odd"\]'):
         s.call("POST", "/x", {})
 
 
-def test_a_reply_that_is_not_json_is_named(clock: Clock) -> None:
+def test_a_reply_that_is_not_json_is_named(clock: FakeClock) -> None:
     s, _ = session([200])
     s._http._transport = httpx.MockTransport(lambda r: httpx.Response(200, text="<html>"))
     with pytest.raises(ApiError, match=r"^POST /x \(thing\) failed: HTTP 200: the reply is not JSON\n"
@@ -149,13 +133,13 @@ def test_a_reply_that_is_not_json_is_named(clock: Clock) -> None:
 
 
 @pytest.mark.parametrize("status", [300, 301])
-def test_a_3xx_is_not_a_success(clock: Clock, status: int) -> None:
+def test_a_3xx_is_not_a_success(clock: FakeClock, status: int) -> None:
     s, _ = session([(status, {"status": "ok"}, {})])
     with pytest.raises(ApiError, match=f"HTTP {status}"):
         s.call("POST", "/x", {})
 
 
-def test_a_refusal_inside_a_200_names_the_call_and_object(clock: Clock) -> None:
+def test_a_refusal_inside_a_200_names_the_call_and_object(clock: FakeClock) -> None:
     s, _ = session([(200, {"status": "error", "message": "nope"}, {})])
     with pytest.raises(ApiError, match=r"^POST /x \(thing\) failed: HTTP 200: nope \(inside an "
                                        r"HTTP 200 reply\)$"):
@@ -175,27 +159,27 @@ class Landed:
         return self.misses is not None and self.calls > self.misses
 
 
-def test_a_lost_reply_that_landed_is_not_repeated(clock: Clock) -> None:
+def test_a_lost_reply_that_landed_is_not_repeated(clock: FakeClock) -> None:
     s, sent = session([500, 200])
     landed = Landed(0)
     assert s.call("POST", "/w", {}, landed=landed) is None
     assert len(sent) == 1 and landed.calls == 1
 
 
-def test_a_lost_reply_that_did_not_land_is_repeated(clock: Clock) -> None:
+def test_a_lost_reply_that_did_not_land_is_repeated(clock: FakeClock) -> None:
     s, sent = session([500, 200])
     assert s.call("POST", "/w", {}, landed=Landed(None)) == {"status": "ok"}
     assert len(sent) == 2
 
 
-def test_a_429_is_never_ambiguous(clock: Clock) -> None:
+def test_a_429_is_never_ambiguous(clock: FakeClock) -> None:
     s, sent = session([(429, {}, {}), 200])
     landed = Landed(0)
     assert s.call("POST", "/w", {}, landed=landed) == {"status": "ok"}
     assert landed.calls == 0
 
 
-def test_a_timeout_on_a_write_is_ambiguous_but_not_on_a_get(clock: Clock) -> None:
+def test_a_timeout_on_a_write_is_ambiguous_but_not_on_a_get(clock: FakeClock) -> None:
     s, _ = session([httpx.ReadTimeout("slow"), 200])
     landed = Landed(0)
     assert s.call("POST", "/w", {}, landed=landed) is None
@@ -203,7 +187,7 @@ def test_a_timeout_on_a_write_is_ambiguous_but_not_on_a_get(clock: Clock) -> Non
     assert s.call("GET", "/r", landed=Landed(0)) == {"status": "ok"}
 
 
-def test_a_409_after_a_lost_reply_waits_for_reads_to_catch_up(clock: Clock) -> None:
+def test_a_409_after_a_lost_reply_waits_for_reads_to_catch_up(clock: FakeClock) -> None:
     s, sent = session([500, (409, {"message": "already exists"}, {})])
     landed = Landed(3)  # the read before the retry, then two more lagging reads
     assert s.call("POST", "/w", {}, landed=landed) is None
@@ -211,7 +195,7 @@ def test_a_409_after_a_lost_reply_waits_for_reads_to_catch_up(clock: Clock) -> N
     assert clock.sleeps == [0.5, 0.5, 1.0]  # the retry's wait, then the polling's own
 
 
-def test_a_409_after_a_lost_reply_that_never_shows_is_an_error(clock: Clock) -> None:
+def test_a_409_after_a_lost_reply_that_never_shows_is_an_error(clock: FakeClock) -> None:
     s, sent = session([500, (409, {"message": "already exists"}, {})])
     with pytest.raises(ApiError, match="HTTP 409: already exists"):
         s.call("POST", "/w", {}, landed=Landed(None))
@@ -219,7 +203,7 @@ def test_a_409_after_a_lost_reply_that_never_shows_is_an_error(clock: Clock) -> 
     assert clock.sleeps == [0.5, 0.5, 1.0]  # elapsed 2, and 2 more would be 4 > 3.5
 
 
-def test_polling_may_use_the_budget_to_the_last_millisecond(clock: Clock) -> None:
+def test_polling_may_use_the_budget_to_the_last_millisecond(clock: FakeClock) -> None:
     policy = RetryPolicy(max_attempts=5, base_delay=0.5, max_delay=8.0, max_total=4.0)
     s, _ = session([500, (409, {"message": "already exists"}, {})], policy)
     with pytest.raises(ApiError, match="HTTP 409"):
@@ -227,12 +211,12 @@ def test_polling_may_use_the_budget_to_the_last_millisecond(clock: Clock) -> Non
     assert clock.sleeps == [0.5, 0.5, 1.0, 2.0]  # 2 + 2 == 4.0: still within budget
 
 
-def test_a_404_after_a_lost_reply_is_checked_too(clock: Clock) -> None:
+def test_a_404_after_a_lost_reply_is_checked_too(clock: FakeClock) -> None:
     s, _ = session([502, (404, {"message": "not found"}, {})])
     assert s.call("POST", "/w", {}, landed=Landed(1)) is None
 
 
-def test_a_409_without_a_lost_reply_is_not_checked(clock: Clock) -> None:
+def test_a_409_without_a_lost_reply_is_not_checked(clock: FakeClock) -> None:
     s, _ = session([(409, {"message": "already exists"}, {})])
     landed = Landed(0)
     with pytest.raises(ApiError, match="HTTP 409"):
@@ -240,7 +224,7 @@ def test_a_409_without_a_lost_reply_is_not_checked(clock: Clock) -> None:
     assert landed.calls == 0
 
 
-def test_other_errors_after_a_lost_reply_are_not_checked(clock: Clock) -> None:
+def test_other_errors_after_a_lost_reply_are_not_checked(clock: FakeClock) -> None:
     s, _ = session([500, (400, {"message": "bad"}, {})])
     landed = Landed(None)
     with pytest.raises(ApiError, match="HTTP 400: bad"):
@@ -248,14 +232,14 @@ def test_other_errors_after_a_lost_reply_are_not_checked(clock: Clock) -> None:
     assert landed.calls == 1  # only the check before the retry
 
 
-def test_a_refusal_inside_a_200_after_a_lost_reply_is_checked(clock: Clock) -> None:
+def test_a_refusal_inside_a_200_after_a_lost_reply_is_checked(clock: FakeClock) -> None:
     s, _ = session([500, (200, {"status": "error", "message": "already exists"}, {})])
     assert s.call("POST", "/w", {}, landed=Landed(1)) is None
 
 
 # --- connection errors, URL and key ----------------------------------------------------
 
-def test_a_connection_refused_before_any_answer_fails_at_once(clock: Clock) -> None:
+def test_a_connection_refused_before_any_answer_fails_at_once(clock: FakeClock) -> None:
     s, sent = session([httpx.ConnectError("refused"), 200])
     with pytest.raises(ApiError, match=r"^POST /x \(thing\) failed: no response: cannot connect to "
                                        r"http://api\.test: refused\n  check CONVAI_API_URL / --api-url"):
@@ -263,27 +247,27 @@ def test_a_connection_refused_before_any_answer_fails_at_once(clock: Clock) -> N
     assert len(sent) == 1
 
 
-def test_a_connection_that_keeps_failing_after_an_answer_gives_up_saying_so(clock: Clock) -> None:
+def test_a_connection_that_keeps_failing_after_an_answer_gives_up_saying_so(clock: FakeClock) -> None:
     s, _ = session([200, httpx.ConnectError("refused")])
     s.call("POST", "/x", {})
     with pytest.raises(ApiError, match=r"no response: connection failed: refused \(gave up after"):
         s.call("POST", "/x", {})
 
 
-def test_a_read_that_keeps_timing_out_gives_up_naming_the_timeout(clock: Clock) -> None:
+def test_a_read_that_keeps_timing_out_gives_up_naming_the_timeout(clock: FakeClock) -> None:
     s, _ = session([httpx.ReadTimeout("too slow")])
     with pytest.raises(ApiError, match=r"GET /r failed: no response: ReadTimeout: too slow \(gave up"):
         s.call("GET", "/r")
 
 
-def test_a_lost_reply_stays_possible_across_later_unambiguous_failures(clock: Clock) -> None:
+def test_a_lost_reply_stays_possible_across_later_unambiguous_failures(clock: FakeClock) -> None:
     s, _ = session([500, (429, {}, {}), (409, {"message": "already exists"}, {})])
     landed = Landed(2)  # not yet after the 500, nor after the 429; shows after the 409
     assert s.call("POST", "/w", {}, landed=landed) is None
     assert landed.calls == 3
 
 
-def test_query_parameters_are_sent(clock: Clock) -> None:
+def test_query_parameters_are_sent(clock: FakeClock) -> None:
     s, sent = session([200])
     seen: list[str] = []
     s._http._transport = httpx.MockTransport(
@@ -307,7 +291,7 @@ def test_a_bad_url_is_refused_naming_the_platform_variable() -> None:
         HttpSession(API, "api.test", {}, "k-1234")
 
 
-def test_a_connection_refused_after_an_answer_is_retried_and_not_ambiguous(clock: Clock) -> None:
+def test_a_connection_refused_after_an_answer_is_retried_and_not_ambiguous(clock: FakeClock) -> None:
     s, sent = session([200, httpx.ConnectError("refused"), 200])
     s.call("POST", "/x", {})
     landed = Landed(0)
@@ -335,7 +319,7 @@ def test_no_account_key_is_refused_before_any_request() -> None:
 
 # --- what -v shows while it retries, and the clients' shared base --------------------------
 
-def test_each_retry_is_one_log_line_at_v(clock: Clock, caplog: pytest.LogCaptureFixture) -> None:
+def test_each_retry_is_one_log_line_at_v(clock: FakeClock, caplog: pytest.LogCaptureFixture) -> None:
     s, _ = session([503, httpx.ReadTimeout("slow"), 200])
     with caplog.at_level("INFO", logger="convai_sync"):
         s.call("POST", "/x", {}, "thing")
@@ -348,7 +332,7 @@ def test_each_retry_is_one_log_line_at_v(clock: Clock, caplog: pytest.LogCapture
         "POST /y: HTTP 502 (error); retrying in 0.50 s (attempt 2 of at most 5)"]
 
 
-def test_an_error_body_that_is_not_json_is_quoted_up_to_200_characters(clock: Clock) -> None:
+def test_an_error_body_that_is_not_json_is_quoted_up_to_200_characters(clock: FakeClock) -> None:
     s, _ = session([200])
     s._http._transport = httpx.MockTransport(lambda r: httpx.Response(400, text="x" * 300))
     with pytest.raises(ApiError) as err:

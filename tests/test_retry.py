@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from conftest import FakeClock
 from convai_sync import retry
 from convai_sync.retry import AdaptiveLimit, RetryPolicy
 
@@ -159,28 +160,6 @@ def test_success_wakes_a_waiter_when_the_limit_grows() -> None:
     assert limit._inflight == 2
 
 
-class FakeClock:
-    """retry's time.monotonic and time.sleep: sleeping advances the clock."""
-
-    def __init__(self) -> None:
-        self.now, self.sleeps = 500.0, []
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
-    c = FakeClock()
-    monkeypatch.setattr(retry.time, "monotonic", c.monotonic)
-    monkeypatch.setattr(retry.time, "sleep", c.sleep)
-    return c
-
-
 def acquired_within(limit: AdaptiveLimit, deadline: float, seconds: float = 2.0) -> list[bool]:
     """acquire() on another thread, so a wait that never ends fails the test."""
     got: list[bool] = []
@@ -201,18 +180,18 @@ def test_waiting_for_a_slot_gives_up_at_the_deadline_holding_none() -> None:
     assert acquired_within(limit, time.monotonic() + 0.05) == [True]
 
 
-def test_a_pause_past_the_deadline_is_refused_one_ending_at_it_is_waited(clock: FakeClock) -> None:
+def test_a_pause_past_the_deadline_is_refused_one_ending_at_it_is_waited(fake_clock: FakeClock) -> None:
     limit = AdaptiveLimit(4)
     assert limit.acquire()
-    limit.throttle(2.0)                          # resume at 502
+    limit.throttle(2.0)                          # resume at 1002
     limit.release()
-    assert limit.acquire(501.0) is False and clock.sleeps == []
-    assert limit.acquire(502.0) is True and clock.sleeps == [2.0]
+    assert limit.acquire(1001.0) is False and fake_clock.sleeps == []
+    assert limit.acquire(1002.0) is True and fake_clock.sleeps == [2.0]
 
 
-def test_a_retry_after_is_capped_at_an_hour(clock: FakeClock) -> None:
+def test_a_retry_after_is_capped_at_an_hour(fake_clock: FakeClock) -> None:
     limit = AdaptiveLimit(4)
     assert limit.acquire()
     limit.throttle(5000.0)
     limit.release()
-    assert limit.acquire() is True and clock.sleeps == [3600.0]
+    assert limit.acquire() is True and fake_clock.sleeps == [3600.0]
