@@ -25,14 +25,17 @@ def start_apply(url: str, report: Path) -> subprocess.Popen[str]:
 
 
 def interrupt_during(proc: subprocess.Popen[str], line_start: str,
-                     signum: int) -> tuple[str, str]:
-    """Send `signum` once stderr shows a line starting with `line_start`."""
+                     signum: int, emu: Emulator) -> tuple[str, str]:
+    """Send `signum` once stderr shows a line starting with `line_start`. From then on
+    each request takes 1.5 s, so the signal lands inside the phase even when a loaded
+    machine is slow to deliver it."""
     assert proc.stderr is not None
     seen = []
     deadline = time.monotonic() + 30
     for line in proc.stderr:
         seen.append(line)
         if line.startswith(line_start):
+            emu.faults = Faults(latency_ms=1500)
             proc.send_signal(signum)
             break
         assert time.monotonic() < deadline, "".join(seen)
@@ -40,13 +43,14 @@ def interrupt_during(proc: subprocess.Popen[str], line_start: str,
     return stdout, "".join(seen) + rest
 
 
+@pytest.mark.long
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_an_interrupt_finishes_the_writes_in_flight_starts_nothing_more_and_reports(
         make_emulator: Callable[..., Emulator], run: Callable[..., Result], tmp_path: Path,
         signum: int) -> None:
     emu = make_emulator(faults=Faults(latency_ms=150))
     report_path = tmp_path / "report.json"
-    stdout, stderr = interrupt_during(start_apply(emu.url, report_path), "Phase 3/6", signum)
+    stdout, stderr = interrupt_during(start_apply(emu.url, report_path), "Phase 3/6", signum, emu)
 
     assert "Apply interrupted:" in stdout, stdout + stderr
     assert "nothing else was started" in stdout
