@@ -100,9 +100,10 @@ class LangBotClient(SessionClient):
         items = self._list(MODELS, "models", "model list")
         for item in items:
             _check_model(item)
-            provider = item.get("provider")
-            keys = provider.get("api_keys") if isinstance(provider, dict) else None
-            for key in [keys] if isinstance(keys, str) else keys if isinstance(keys, list) else []:
+            keys = (_provider_of(item) or {}).get("api_keys")
+            if isinstance(keys, str):
+                keys = [keys]
+            for key in keys if isinstance(keys, list) else []:
                 remember(str(key))  # returned in clear: never let one reach output
         return items
 
@@ -120,8 +121,8 @@ class LangBotClient(SessionClient):
         self._uuids = {name: uuid for uuid, name in names.items()}
         self._managed = {m.name for m in desired.models} if desired else set(self._managed)
         self._providers = {m["uuid"]: m.get("provider_uuid") for m in raw}
-        self._known_providers = {_provider_identity(m["provider"]) for m in raw
-                                 if isinstance(m.get("provider"), dict)}
+        self._known_providers = {_provider_identity(p) for m in raw
+                                 if (p := _provider_of(m)) is not None}
         keys = desired.keys if desired else {}
         models = {names[m["uuid"]]: ModelState(names[m["uuid"]], _fields(m, keys.get(names[m["uuid"]])))
                   for m in raw}
@@ -261,8 +262,14 @@ def _check_model(item: dict[str, Any]) -> None:
                        "fix or delete that model in LangBot (its list breaks too); nothing was written")
 
 
+def _provider_of(item: dict[str, Any]) -> dict[str, Any] | None:
+    """A listed model's inline provider, or None where the reply holds no object."""
+    provider = item.get("provider")
+    return provider if isinstance(provider, dict) else None
+
+
 def _fields(item: dict[str, Any], keys: Sequence[Secret] | None) -> dict[str, Any]:
-    provider = item.get("provider") if isinstance(item.get("provider"), dict) else {}
+    provider = _provider_of(item) or {}
     out = {"name": item.get("name"), "requester": provider.get("requester"),
            "base_url": str(provider.get("base_url") or "").rstrip("/") or None,
            "abilities": item.get("abilities"), "extra_args": item.get("extra_args"),
