@@ -83,7 +83,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 
     class RealServerOnOneWorker(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            return "real LangBot server" if nodeid.endswith("[real]") else nodeid  # as is_real()
+            return "real LangBot server" if real_id(nodeid) else nodeid
 
     return RealServerOnOneWorker(config, log)
 
@@ -219,10 +219,16 @@ def assert_no_secret(*texts: str) -> None:
 
 
 _REAL: list[Any] = []  # the running real LangBot server, if one was started
+_LAST_REAL: list[pytest.Item] = []  # the last test of this run that uses it
 
 
-def is_real(item: pytest.Item) -> bool:
-    return item.nodeid.endswith("[real]")
+def real_id(nodeid: str) -> bool:
+    """Tests parametrized onto the real LangBot server have ids ending in [real]."""
+    return nodeid.endswith("[real]")
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    _LAST_REAL[:] = [item for item in session.items if real_id(item.nodeid)][-1:]
 
 
 @pytest.fixture(scope="session")
@@ -249,6 +255,5 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
     first), not when the worker ends: it holds memory, and its graceful shutdown
     takes seconds; its database is a throwaway, so it gets one second, then a kill."""
     yield
-    later = item.session.items[item.session.items.index(item) + 1:]
-    if _REAL and is_real(item) and not any(is_real(i) for i in later):
+    if _REAL and item in _LAST_REAL:
         _REAL.pop().stop(timeout=1.0)
